@@ -1,0 +1,3 @@
+"""Actor plug-ins: one file per actor. REGISTRY maps run-config names to `module:Class`."""
+
+REGISTRY: dict[str, str] = {}

@@ -1,0 +1,65 @@
+"""Run one backtest from a validated run config and write its run folder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+from nautilus_trader.backtest.node import BacktestNode
+
+from qa_engine.backtest.recorder import RunRecorderActor
+from qa_engine.config.build import build_backtest_run_config
+from qa_engine.config.loader import dump_toml
+from qa_engine.config.models import BacktestConfig
+from qa_engine.errors import PluginError
+from qa_engine.logging import get_logger
+from qa_engine.reporting.report import BacktestReport
+from qa_engine.reporting.report import build_report
+from qa_engine.reporting.report import write_report
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BacktestOutcome:
+    run_dir: Path
+    report: BacktestReport
+    bars: int
+    wall_secs: float
+
+    @property
+    def bars_per_sec(self) -> float:
+        return self.bars / self.wall_secs if self.wall_secs > 0 else 0.0
+
+
+def default_run_dir(config: BacktestConfig, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return config.output.directory / f"{stamp}_{config.id}"
+
+
+def run_backtest(config: BacktestConfig, run_dir: Path | None = None) -> BacktestOutcome:
+    run_dir = run_dir or default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(dump_toml(config), encoding="utf-8")
+    run_config = build_backtest_run_config(config, run_dir=run_dir)
+
+    started = time.perf_counter()
+    node = BacktestNode(configs=[run_config])
+    try:
+        try:
+            node.run()
+        except Exception as exc:
+            raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc
+        wall_secs = time.perf_counter() - started
+        engine = node.get_engine(run_config.id)
+        recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))
+        report = build_report(config, recorder)
+        bars = recorder.bars_seen
+    finally:
+        node.dispose()
+    write_report(report, run_dir, title=f"{config.id}: {config.description}".rstrip(": "))
+    log.info("backtest_finished", run_dir=str(run_dir), bars=bars, secs=round(wall_secs, 2))
+    return BacktestOutcome(run_dir=run_dir, report=report, bars=bars, wall_secs=wall_secs)

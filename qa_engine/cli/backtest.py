@@ -1,0 +1,90 @@
+"""`qa backtest run`: one backtest from a run config; `run_backtest.py` is a shim over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qa_engine.cli.console import stdout_console
+from qa_engine.cli.console import table
+from qa_engine.config.loader import dump_toml
+from qa_engine.config.loader import load_config
+from qa_engine.config.models import BacktestConfig
+from qa_engine.logging import configure_logging
+
+DEFAULT_CONFIG = Path("configs/backtest/default.toml")
+
+backtest_app = typer.Typer(help="Backtests against the Parquet catalog.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="run config (TOML)")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="override a config value: a.b.0.c=value (repeatable)")
+]
+OutOption = Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<utc>_<config-id>/)")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")]
+JsonLogsOption = Annotated[bool, typer.Option("--json-logs", help="JSON log lines on stderr")]
+
+
+@backtest_app.command("run")
+def run_command(
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    out: OutOption = None,
+    dry_run: DryRunOption = False,
+    json_logs: JsonLogsOption = False,
+) -> None:
+    """Run one backtest and write its report (metrics JSON, trades/fills CSV, equity plot)."""
+    configure_logging(json_logs=json_logs)
+    run_config = load_config(BacktestConfig, config, set_)
+    if dry_run:
+        from qa_engine.config.build import build_backtest_run_config
+
+        build_backtest_run_config(run_config)  # validates plug-ins and catalog coverage too
+        typer.echo(dump_toml(run_config), nl=False)
+        return
+    from qa_engine.backtest.runner import run_backtest
+
+    outcome = run_backtest(run_config, run_dir=out)
+    print_summary(outcome)
+
+
+def print_summary(outcome) -> None:
+    metrics = outcome.report.metrics
+    reconciliation = outcome.report.reconciliation
+    summary = table(f"Backtest {outcome.report.config_id}", ["metric", "value"])
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.2f}%"
+
+    def num(value: float | None, digits: int = 2) -> str:
+        return "n/a" if value is None else f"{value:,.{digits}f}"
+
+    rows = [
+        ("period", f"{metrics.start_ts:%Y-%m-%d %H:%M} -> {metrics.end_ts:%Y-%m-%d %H:%M} UTC"),
+        ("starting balance", num(metrics.starting_balance)),
+        ("final equity", num(metrics.final_equity)),
+        ("total return", f"{num(metrics.total_return)} ({pct(metrics.total_return_pct)})"),
+        ("annualised return (365 d)", pct(metrics.annualised_return_pct)),
+        ("max drawdown", f"{num(metrics.max_drawdown)} ({pct(metrics.max_drawdown_pct)})"),
+        ("Sharpe / Sortino / Calmar", " / ".join(num(x) for x in (metrics.sharpe_ratio, metrics.sortino_ratio, metrics.calmar_ratio))),
+        ("round trips (wins / losses)", f"{metrics.total_trades} ({metrics.wins} / {metrics.losses})"),
+        ("win rate", pct(metrics.win_rate_pct)),
+        ("profit factor", num(metrics.profit_factor)),
+        ("average win / loss", f"{num(metrics.average_win)} / {num(metrics.average_loss)}"),
+        ("exposure", pct(metrics.exposure_pct)),
+        ("fees paid", num(metrics.fees_paid)),
+        ("rating", str(metrics.rating)),
+        ("reconciliation", "balanced to the cent" if reconciliation.balanced_to_the_cent else f"OFF by {reconciliation.difference}"),
+        ("bars / wall time", f"{outcome.bars:,} bars in {outcome.wall_secs:.1f} s ({outcome.bars_per_sec:,.0f} bars/s)"),
+        ("run folder", str(outcome.run_dir)),
+    ]
+    for name, value in rows:
+        summary.add_row(name, value)
+    stdout_console.print(summary)
+
+
+@backtest_app.callback()
+def backtest_group() -> None:
+    """Backtests against the Parquet catalog."""

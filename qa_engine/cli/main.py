@@ -1,0 +1,48 @@
+"""The `qa` command: one typer app; sub-commands live one file each beside this one."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from qa_engine.cli.backtest import backtest_app
+from qa_engine.cli.catalog import catalog_app
+from qa_engine.cli.console import stderr_console
+from qa_engine.cli.live import live_app
+from qa_engine.errors import QAError
+
+app = typer.Typer(
+    name="qa",
+    help="QUANTUM ALPHA: event-driven crypto-futures trading on NautilusTrader.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(backtest_app, name="backtest")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(live_app, name="live")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a QAError becomes one readable line and its exit code, never a traceback.
+
+    Usage errors (unknown option, bad value) are printed by typer with exit code 2.
+    """
+    try:
+        app(args=argv, prog_name="qa")
+    except QAError as exc:
+        stderr_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry (`qa`)."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

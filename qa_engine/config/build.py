@@ -1,0 +1,205 @@
+"""The one place where a validated run config becomes Nautilus configs, `.validate()`d at once.
+
+Everything a run needs is checked here, before the engine starts: plug-ins resolve, their
+parameters validate against their own config classes, and the catalog holds every instrument and
+bar series over the requested time range.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pandas as pd
+from nautilus_trader.backtest.config import BacktestDataConfig
+from nautilus_trader.backtest.config import BacktestEngineConfig
+from nautilus_trader.backtest.config import BacktestRunConfig
+from nautilus_trader.backtest.config import BacktestVenueConfig
+from nautilus_trader.backtest.config import ImportableFeeModelConfig
+from nautilus_trader.backtest.config import ImportableFillModelConfig
+from nautilus_trader.backtest.config import ImportableLatencyModelConfig
+from nautilus_trader.config import ImportableActorConfig
+from nautilus_trader.config import ImportableStrategyConfig
+from nautilus_trader.config import LoggingConfig
+from nautilus_trader.config import RiskEngineConfig
+from nautilus_trader.model.data import Bar
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+
+from qa_engine.config.models import BacktestConfig
+from qa_engine.config.models import ComponentConfig
+from qa_engine.errors import ConfigError
+from qa_engine.plugins import import_object
+from qa_engine.plugins import resolve_component_path
+
+RECORDER_PATH = "qa_engine.backtest.recorder:RunRecorderActor"
+RECORDER_CONFIG_PATH = "qa_engine.backtest.recorder:RunRecorderConfig"
+NANOS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class ResolvedComponent:
+    name: str
+    component_path: str
+    config_path: str
+    params: dict[str, Any]
+
+
+def config_class_of(component_class: type) -> type:
+    """A component's config class, read from the type of its `__init__(config)` parameter."""
+    hints = typing.get_type_hints(component_class.__init__)
+    config_class = hints.get("config")
+    if config_class is None:
+        raise ConfigError(f"{component_class.__qualname__}.__init__ has no typed `config` parameter")
+    return config_class
+
+
+def resolve_component(component: ComponentConfig, kind: str, index: int) -> ResolvedComponent:
+    """Resolve a plug-in and validate its parameters against its own config class now."""
+    where = f"{kind}s.{index} ({component.name})"
+    component_path = resolve_component_path(component.name, kind)
+    component_class = import_object(component_path)
+    config_class = config_class_of(component_class)
+    try:
+        config_class.parse(json.dumps(component.params))
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: invalid params: {exc}") from None
+    config_path = f"{config_class.__module__}:{config_class.__qualname__}"
+    return ResolvedComponent(component.name, component_path, config_path, dict(component.params))
+
+
+def check_catalog(config: BacktestConfig) -> None:
+    """The catalog holds every instrument and bar series, overlapping the requested range."""
+    catalog_path = config.data.catalog
+    if not catalog_path.is_dir():
+        raise ConfigError(f"data.catalog: no catalog at '{catalog_path}' (build one with `qa catalog ingest`)")
+    catalog = ParquetDataCatalog(str(catalog_path))
+    known_instruments = {str(instrument.id) for instrument in catalog.instruments()}
+    start_ns = pd.Timestamp(config.data.start).value
+    end_ns = pd.Timestamp(config.data.end).value
+    for index, bars in enumerate(config.data.bars):
+        where = f"data.bars.{index}"
+        if bars.instrument_id not in known_instruments:
+            raise ConfigError(
+                f"{where}: instrument {bars.instrument_id} is not in the catalog '{catalog_path}' "
+                f"(it holds: {', '.join(sorted(known_instruments)) or 'nothing'})",
+            )
+        intervals = catalog.get_intervals(Bar, bars.bar_type)
+        if not intervals:
+            raise ConfigError(f"{where}: no {bars.interval} bars of {bars.instrument_id} in '{catalog_path}'")
+        first_ns, last_ns = min(i[0] for i in intervals), max(i[1] for i in intervals)
+        if end_ns < first_ns or start_ns > last_ns:
+            raise ConfigError(
+                f"{where}: the range {config.data.start:%Y-%m-%d %H:%M} -> {config.data.end:%Y-%m-%d %H:%M} "
+                f"has no {bars.interval} bars of {bars.instrument_id}; the catalog holds "
+                f"{pd.Timestamp(first_ns, tz='UTC'):%Y-%m-%d %H:%M} -> {pd.Timestamp(last_ns, tz='UTC'):%Y-%m-%d %H:%M}",
+            )
+
+
+def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
+    venues = []
+    for venue in config.venues:
+        fee_model = None
+        if venue.fee_model == "maker_taker":
+            fee_model = ImportableFeeModelConfig(
+                fee_model_path="nautilus_trader.backtest.models:MakerTakerFeeModel",
+                config_path="nautilus_trader.backtest.config:MakerTakerFeeModelConfig",
+                config={},
+            )
+        else:
+            fee_model = ImportableFeeModelConfig(
+                fee_model_path="nautilus_trader.backtest.models:FixedFeeModel",
+                config_path="nautilus_trader.backtest.config:FixedFeeModelConfig",
+                config={"commission": f"0 {venue.currency}"},
+            )
+        venues.append(
+            BacktestVenueConfig(
+                name=venue.name,
+                oms_type=venue.oms_type,
+                account_type=venue.account_type,
+                base_currency=venue.currency,
+                starting_balances=[f"{venue.starting_balance} {venue.currency}"],
+                default_leverage=venue.leverage,
+                fee_model=fee_model,
+                latency_model=ImportableLatencyModelConfig(
+                    latency_model_path="nautilus_trader.backtest.models:LatencyModel",
+                    config_path="nautilus_trader.backtest.config:LatencyModelConfig",
+                    config={"base_latency_nanos": int(venue.latency_ms * NANOS_PER_MS)},
+                ),
+                fill_model=ImportableFillModelConfig(
+                    fill_model_path="nautilus_trader.backtest.models:FillModel",
+                    config_path="nautilus_trader.backtest.config:FillModelConfig",
+                    config={"prob_slippage": venue.slippage_probability, "random_seed": venue.fill_seed},
+                ),
+                bar_adaptive_high_low_ordering=venue.bar_adaptive_high_low_ordering,
+            ),
+        )
+    return venues
+
+
+def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = None) -> BacktestRunConfig:
+    """Translate and validate. Raises ConfigError with one readable message."""
+    currencies = {venue.currency for venue in config.venues}
+    if len(currencies) > 1:
+        raise ConfigError(f"all venues must hold accounts in one currency for one equity curve, got {currencies}")
+    check_catalog(config)
+    strategies = [resolve_component(c, "strategy", i) for i, c in enumerate(config.strategies)]
+    actors = [resolve_component(c, "actor", i) for i, c in enumerate(config.actors)]
+    recorder = ImportableActorConfig(
+        actor_path=RECORDER_PATH,
+        config_path=RECORDER_CONFIG_PATH,
+        config={
+            "component_id": "RunRecorder",
+            "bar_types": [bars.bar_type for bars in config.data.bars],
+            "venues": [venue.name for venue in config.venues],
+            "purge_closed_orders_every_bars": config.engine.purge_closed_orders_every_bars,
+        },
+    )
+    logging = LoggingConfig(
+        log_level=config.engine.log_level,
+        log_level_file="INFO" if run_dir else None,
+        log_directory=str(run_dir) if run_dir else None,
+        log_file_name="nautilus" if run_dir else None,
+        log_colors=False,
+    )
+    engine = BacktestEngineConfig(
+        trader_id=config.engine.trader_id,
+        logging=logging,
+        risk_engine=RiskEngineConfig(),
+        strategies=[
+            ImportableStrategyConfig(strategy_path=s.component_path, config_path=s.config_path, config=s.params)
+            for s in strategies
+        ],
+        actors=[recorder]
+        + [
+            ImportableActorConfig(actor_path=a.component_path, config_path=a.config_path, config=a.params)
+            for a in actors
+        ],
+        run_analysis=False,  # statistics are ours (qa_engine.reporting): 365-day, per round trip
+    )
+    data = [
+        BacktestDataConfig(
+            catalog_path=str(config.data.catalog.resolve()),
+            data_cls="nautilus_trader.model.data:Bar",
+            instrument_id=bars.instrument_id,
+            bar_types=[bars.bar_type],
+            start_time=config.data.start.isoformat(),
+            end_time=config.data.end.isoformat(),
+        )
+        for bars in config.data.bars
+    ]
+    run_config = BacktestRunConfig(
+        engine=engine,
+        venues=build_venue_configs(config),
+        data=data,
+        raise_exception=True,
+        dispose_on_completion=False,  # the runner reads the recorder, then disposes
+    )
+    try:
+        run_config.validate()
+    except Exception as exc:
+        raise ConfigError(f"Nautilus rejected the built config: {exc}") from exc
+    return run_config

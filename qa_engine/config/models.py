@@ -1,0 +1,163 @@
+"""Run-config models: one TOML file describes one run, validated once at the boundary.
+
+The strategy and actor sections are the same objects in backtest and live configs; that is what
+makes a backtest and a live run of the same config behave identically. build.py translates these
+models into Nautilus configs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from typing import Literal
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
+
+Interval = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
+
+# Nautilus bar specification of each kline interval.
+BAR_SPEC_OF_INTERVAL: dict[str, str] = {
+    "1m": "1-MINUTE-LAST",
+    "5m": "5-MINUTE-LAST",
+    "15m": "15-MINUTE-LAST",
+    "1h": "1-HOUR-LAST",
+    "4h": "4-HOUR-LAST",
+    "1d": "1-DAY-LAST",
+}
+
+MAX_LEVERAGE = 10.0  # risk policy (REQUIREMENTS.md): never more than 10x
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VenueConfig(_Model):
+    """A simulated venue and the one account held there."""
+
+    name: str = Field(description="Nautilus venue name, e.g. BYBIT or BINANCE", pattern=r"^[A-Z][A-Z0-9_]*$")
+    oms_type: Literal["NETTING", "HEDGING"] = Field("NETTING", description="order management system")
+    account_type: Literal["MARGIN", "CASH"] = Field("MARGIN", description="MARGIN for perpetuals")
+    starting_balance: float = Field(10_000.0, gt=0, description="starting balance in `currency`")
+    currency: str = Field("USDT", description="account (settlement) currency", pattern=r"^[A-Z0-9]{2,10}$")
+    leverage: float = Field(3.0, gt=0, le=MAX_LEVERAGE, description="default leverage, at most 10x")
+    fee_model: Literal["maker_taker", "none"] = Field(
+        "maker_taker", description="maker_taker: the instrument's maker/taker rates; none: no fees"
+    )
+    # With bar data the matching engine only sees a bar's close: an order that arrives any time after
+    # a bar closed (latency > 0) waits for the NEXT bar and fills at that bar's close, five minutes
+    # late on 5m bars. Latency 0 fills at the signal bar's close, which on 24/7 perpetual data equals
+    # the next bar's open. Nautilus 1.221's own default is 1 s, so the value is always set here.
+    latency_ms: float = Field(
+        0.0, ge=0, description="order latency in ms; with bar data, > 0 delays fills to the next bar's close"
+    )
+    slippage_probability: float = Field(
+        0.0, ge=0, le=1, description="probability that a market order slips one tick"
+    )
+    fill_seed: int = Field(42, description="seed of the fill model's random draws")
+    bar_adaptive_high_low_ordering: bool = Field(
+        True, description="order a bar's high/low by proximity to the open when simulating fills"
+    )
+
+
+class BarsConfig(_Model):
+    """One bar series to load from the catalog."""
+
+    instrument_id: str = Field(description="e.g. BTCUSDT-LINEAR.BYBIT", pattern=r"^[A-Za-z0-9\-_/]+\.[A-Z0-9_]+$")
+    interval: Interval = Field(description="kline interval")
+
+    @property
+    def bar_type(self) -> str:
+        return f"{self.instrument_id}-{BAR_SPEC_OF_INTERVAL[self.interval]}-EXTERNAL"
+
+    @property
+    def venue(self) -> str:
+        return self.instrument_id.rsplit(".", 1)[1]
+
+
+class DataConfig(_Model):
+    catalog: Path = Field(Path("catalog"), description="ParquetDataCatalog root (relative to the cwd)")
+    bars: list[BarsConfig] = Field(min_length=1, description="bar series replayed in the backtest")
+    start: datetime = Field(description="first bar close time included (UTC)")
+    end: datetime = Field(description="last bar close time included (UTC)")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end.isoformat()}) must be after start ({self.start.isoformat()})")
+        bar_types = [bars.bar_type for bars in self.bars]
+        if len(set(bar_types)) != len(bar_types):
+            raise ValueError("the same instrument and interval is listed twice in data.bars")
+        return self
+
+
+class ComponentConfig(_Model):
+    """A strategy or actor: a registry name or `package.module:Class`, and its parameters.
+
+    The parameters are validated by the component's own Nautilus config class when the run config
+    is built (qa_engine.config.build), so an unknown or mistyped parameter fails before the run.
+    """
+
+    name: str = Field(description="registry name (e.g. ema_cross) or 'package.module:Class'")
+    params: dict[str, Any] = Field(default_factory=dict, description="the component config's fields")
+
+
+class EngineConfig(_Model):
+    trader_id: str = Field("QA-001", pattern=r"^[A-Za-z0-9]+-[A-Za-z0-9]+$", description="Nautilus trader id")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="Nautilus log level on the console (the run folder log keeps INFO)"
+    )
+    purge_closed_orders_every_bars: int = Field(
+        1_000,
+        ge=0,
+        description="purge closed orders from the Cache every N bars (0: never); keeps long runs linear",
+    )
+
+
+class OutputConfig(_Model):
+    directory: Path = Field(Path("runs"), description="parent of run folders runs/<utc>_<config-id>/")
+
+
+class BacktestConfig(_Model):
+    """One backtest run. Loaded from TOML, overridable with `--set a.b=value`."""
+
+    id: str = Field(description="config id: names the run folder", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    description: str = ""
+    venues: list[VenueConfig] = Field(min_length=1)
+    data: DataConfig
+    strategies: list[ComponentConfig] = Field(min_length=1)
+    actors: list[ComponentConfig] = Field(default_factory=list)
+    engine: EngineConfig = EngineConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> BacktestConfig:
+        names = [venue.name for venue in self.venues]
+        if len(set(names)) != len(names):
+            raise ValueError(f"venue names must be unique, got {names}")
+        for bars in self.data.bars:
+            if bars.venue not in names:
+                raise ValueError(
+                    f"data.bars instrument {bars.instrument_id} trades on venue {bars.venue}, "
+                    f"which is not configured (venues: {', '.join(names)})",
+                )
+        return self
+
+    def venue(self, name: str) -> VenueConfig:
+        return next(venue for venue in self.venues if venue.name == name)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_\-]+", "-", text.lower()).strip("-")

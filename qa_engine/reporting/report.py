@@ -1,0 +1,154 @@
+"""Backtest report: built from the RunRecorderActor's records, written to the run folder.
+
+Files: performance_metrics.json, trades.csv (one row per round trip), fills.csv,
+equity_curve.csv, equity_curve.png (equity with a drawdown panel).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from qa_engine.config.models import BacktestConfig
+from qa_engine.reporting.plots import plot_equity_curve
+from qa_engine.reporting.schema import EQUITY_CURVE_SCHEMA
+from qa_engine.reporting.schema import ROUND_TRIP_SCHEMA
+from qa_engine.reporting.schema import UTC_NS
+from qa_engine.reporting.statistics import PerformanceMetrics
+from qa_engine.reporting.statistics import compute_performance
+
+INTERVAL_SECS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """starting balance + sum of round-trip net pnl + open position's net pnl = final equity."""
+
+    starting_balance: Decimal
+    closed_trades_net_pnl: Decimal
+    open_position_net_pnl: Decimal
+    final_equity: Decimal  # account balance (from Nautilus) + unrealised pnl at the last close
+
+    @property
+    def difference(self) -> Decimal:
+        return self.final_equity - (self.starting_balance + self.closed_trades_net_pnl + self.open_position_net_pnl)
+
+    @property
+    def balanced_to_the_cent(self) -> bool:
+        return abs(self.difference) < CENT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "starting_balance": float(self.starting_balance),
+            "closed_trades_net_pnl": float(self.closed_trades_net_pnl),
+            "open_position_net_pnl": float(self.open_position_net_pnl),
+            "final_equity": float(self.final_equity),
+            "difference": float(self.difference),
+            "balanced_to_the_cent": self.balanced_to_the_cent,
+        }
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    config_id: str
+    metrics: PerformanceMetrics
+    reconciliation: Reconciliation
+    trades: pl.DataFrame
+    fills: pl.DataFrame
+    equity: pl.DataFrame
+    open_positions: dict[str, str]
+    bars: int
+
+
+def trades_frame(round_trips) -> pl.DataFrame:
+    rows = [
+        {
+            "instrument_id": trip.instrument_id,
+            "side": trip.side,
+            "entry_ts": trip.entry_ts_ns,
+            "exit_ts": trip.exit_ts_ns,
+            "quantity": float(trip.quantity),
+            "entry_price": float(trip.entry_price),
+            "exit_price": float(trip.exit_price),
+            "gross_pnl": float(trip.gross_pnl),
+            "fees": float(trip.fees),
+            "net_pnl": float(trip.net_pnl),
+        }
+        for trip in round_trips
+    ]
+    schema = {**ROUND_TRIP_SCHEMA, "entry_ts": pl.Int64(), "exit_ts": pl.Int64()}
+    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+    return frame.with_columns(pl.col("entry_ts").cast(UTC_NS), pl.col("exit_ts").cast(UTC_NS))
+
+
+def equity_frame(rows: list[tuple[int, float, float]], first_ts_ns: int, starting_balance: float) -> pl.DataFrame:
+    """One row per bar close (the last record at each close time), after a starting row."""
+    frame = pl.DataFrame(
+        [(first_ts_ns, starting_balance, 0.0), *rows],
+        schema={"ts": pl.Int64(), "equity": pl.Float64(), "position_notional": pl.Float64()},
+        orient="row",
+    )
+    frame = frame.unique(subset="ts", keep="last", maintain_order=True).sort("ts")
+    return frame.with_columns(pl.col("ts").cast(UTC_NS)).select(list(EQUITY_CURVE_SCHEMA))
+
+
+def build_report(config: BacktestConfig, recorder) -> BacktestReport:
+    starting_balance = sum((Decimal(str(v.starting_balance)) for v in config.venues), Decimal(0))
+    trades = trades_frame(recorder.round_trips)
+    smallest_interval_ns = min(INTERVAL_SECS[b.interval] for b in config.data.bars) * 1_000_000_000
+    first_close_ns = recorder.equity_rows[0][0] if recorder.equity_rows else int(config.data.start.timestamp() * 1e9)
+    equity = equity_frame(recorder.equity_rows, first_close_ns - smallest_interval_ns, float(starting_balance))
+    metrics = compute_performance(
+        equity=equity,
+        trades=trades,
+        starting_balance=float(starting_balance),
+        fees_paid=float(recorder.fees_paid),
+    )
+    reconciliation = Reconciliation(
+        starting_balance=starting_balance,
+        closed_trades_net_pnl=sum((trip.net_pnl for trip in recorder.round_trips), Decimal(0)),
+        open_position_net_pnl=recorder.open_net_pnl(),
+        final_equity=recorder.equity(),
+    )
+    fills = pl.DataFrame(recorder.fill_rows) if recorder.fill_rows else pl.DataFrame()
+    if fills.height:
+        fills = fills.with_columns(pl.col("ts_ns").cast(UTC_NS).alias("ts")).drop("ts_ns").select(
+            ["ts", *[c for c in fills.columns if c != "ts_ns"]],
+        )
+    open_positions = {
+        instrument_id: str(recorder.book.signed_quantity(instrument_id)) for instrument_id in recorder.book.positions
+    }
+    return BacktestReport(
+        config_id=config.id,
+        metrics=metrics,
+        reconciliation=reconciliation,
+        trades=trades,
+        fills=fills,
+        equity=equity,
+        open_positions=open_positions,
+        bars=recorder.bars_seen,
+    )
+
+
+def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
+    payload = {
+        "config_id": report.config_id,
+        "bars": report.bars,
+        **report.metrics.to_dict(),
+        "open_positions": report.open_positions,
+        "reconciliation": report.reconciliation.to_dict(),
+    }
+    (run_dir / "performance_metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    report.trades.write_csv(run_dir / "trades.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
+    report.fills.write_csv(run_dir / "fills.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
+    report.equity.write_csv(run_dir / "equity_curve.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
+    plot_equity_curve(report.equity, run_dir / "equity_curve.png", title=title, trades=report.trades)
+
+
+__all__ = ["BacktestReport", "Reconciliation", "build_report", "write_report"]
