@@ -83,7 +83,9 @@ class EMACrossStrategy(Strategy):
         positions = self.cache.positions_open(venue=None, instrument_id=self.config.instrument_id)
         unrealised = sum(
             (
-                (price - Decimal(str(p.avg_px_open))) * p.signed_decimal_qty() * self.instrument.multiplier.as_decimal()
+                (price - Decimal(str(p.avg_px_open)))
+                * p.signed_decimal_qty()
+                * self.instrument.multiplier.as_decimal()
                 for p in positions
             ),
             Decimal(0),
@@ -96,7 +98,9 @@ class EMACrossStrategy(Strategy):
             price=price,
             notional_pct_of_equity=Decimal(str(self.config.notional_pct_of_equity)),
             size_increment=self.instrument.size_increment.as_decimal(),
-            min_quantity=self.instrument.min_quantity.as_decimal() if self.instrument.min_quantity else Decimal(0),
+            min_quantity=self.instrument.min_quantity.as_decimal()
+            if self.instrument.min_quantity
+            else Decimal(0),
             max_quantity=self.instrument.max_quantity.as_decimal() if self.instrument.max_quantity else None,
         )
 

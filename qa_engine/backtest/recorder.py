@@ -99,13 +99,19 @@ class RunRecorderActor(Actor):
 
     def unrealised_pnl(self) -> Decimal:
         return sum(
-            (self.book.unrealised_pnl(instrument_id, price) for instrument_id, price in self._last_close.items()),
+            (
+                self.book.unrealised_pnl(instrument_id, price)
+                for instrument_id, price in self._last_close.items()
+            ),
             Decimal(0),
         )
 
     def open_net_pnl(self) -> Decimal:
         return sum(
-            (self.book.open_net_pnl(instrument_id, price) for instrument_id, price in self._last_close.items()),
+            (
+                self.book.open_net_pnl(instrument_id, price)
+                for instrument_id, price in self._last_close.items()
+            ),
             Decimal(0),
         )
 
@@ -114,6 +120,9 @@ class RunRecorderActor(Actor):
 
     def position_notional(self) -> Decimal:
         return sum(
-            (abs(self.book.signed_quantity(instrument_id)) * price for instrument_id, price in self._last_close.items()),
+            (
+                abs(self.book.signed_quantity(instrument_id)) * price
+                for instrument_id, price in self._last_close.items()
+            ),
             Decimal(0),
         )

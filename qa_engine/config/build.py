@@ -75,7 +75,9 @@ def check_catalog(config: BacktestConfig) -> None:
     """The catalog holds every instrument and bar series, overlapping the requested range."""
     catalog_path = config.data.catalog
     if not catalog_path.is_dir():
-        raise ConfigError(f"data.catalog: no catalog at '{catalog_path}' (build one with `qa catalog ingest`)")
+        raise ConfigError(
+            f"data.catalog: no catalog at '{catalog_path}' (build one with `qa catalog ingest`)"
+        )
     catalog = ParquetDataCatalog(str(catalog_path))
     known_instruments = {str(instrument.id) for instrument in catalog.instruments()}
     start_ns = pd.Timestamp(config.data.start).value
@@ -92,10 +94,11 @@ def check_catalog(config: BacktestConfig) -> None:
             raise ConfigError(f"{where}: no {bars.interval} bars of {bars.instrument_id} in '{catalog_path}'")
         first_ns, last_ns = min(i[0] for i in intervals), max(i[1] for i in intervals)
         if end_ns < first_ns or start_ns > last_ns:
+            first, last = pd.Timestamp(first_ns, tz="UTC"), pd.Timestamp(last_ns, tz="UTC")
             raise ConfigError(
                 f"{where}: the range {config.data.start:%Y-%m-%d %H:%M} -> {config.data.end:%Y-%m-%d %H:%M} "
                 f"has no {bars.interval} bars of {bars.instrument_id}; the catalog holds "
-                f"{pd.Timestamp(first_ns, tz='UTC'):%Y-%m-%d %H:%M} -> {pd.Timestamp(last_ns, tz='UTC'):%Y-%m-%d %H:%M}",
+                f"{first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}",
             )
 
 
@@ -144,7 +147,9 @@ def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = Non
     """Translate and validate. Raises ConfigError with one readable message."""
     currencies = {venue.currency for venue in config.venues}
     if len(currencies) > 1:
-        raise ConfigError(f"all venues must hold accounts in one currency for one equity curve, got {currencies}")
+        raise ConfigError(
+            f"all venues must hold accounts in one currency for one equity curve, got {currencies}"
+        )
     check_catalog(config)
     strategies = [resolve_component(c, "strategy", i) for i, c in enumerate(config.strategies)]
     actors = [resolve_component(c, "actor", i) for i, c in enumerate(config.actors)]
@@ -170,7 +175,9 @@ def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = Non
         logging=logging,
         risk_engine=RiskEngineConfig(),
         strategies=[
-            ImportableStrategyConfig(strategy_path=s.component_path, config_path=s.config_path, config=s.params)
+            ImportableStrategyConfig(
+                strategy_path=s.component_path, config_path=s.config_path, config=s.params
+            )
             for s in strategies
         ],
         actors=[recorder]

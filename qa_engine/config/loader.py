@@ -63,7 +63,9 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config ({error.error_count()} problem{'s' if error.error_count() > 1 else ''})"]
+    lines = [
+        f"{source}: invalid config ({error.error_count()} problem{'s' if error.error_count() > 1 else ''})"
+    ]
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")

@@ -70,7 +70,9 @@ class VenueConfig(_Model):
 class BarsConfig(_Model):
     """One bar series to load from the catalog."""
 
-    instrument_id: str = Field(description="e.g. BTCUSDT-LINEAR.BYBIT", pattern=r"^[A-Za-z0-9\-_/]+\.[A-Z0-9_]+$")
+    instrument_id: str = Field(
+        description="e.g. BTCUSDT-LINEAR.BYBIT", pattern=r"^[A-Za-z0-9\-_/]+\.[A-Z0-9_]+$"
+    )
     interval: Interval = Field(description="kline interval")
 
     @property

@@ -37,7 +37,9 @@ class Reconciliation:
 
     @property
     def difference(self) -> Decimal:
-        return self.final_equity - (self.starting_balance + self.closed_trades_net_pnl + self.open_position_net_pnl)
+        return self.final_equity - (
+            self.starting_balance + self.closed_trades_net_pnl + self.open_position_net_pnl
+        )
 
     @property
     def balanced_to_the_cent(self) -> bool:
@@ -64,6 +66,7 @@ class BacktestReport:
     equity: pl.DataFrame
     open_positions: dict[str, str]
     bars: int
+    currency: str
 
 
 def trades_frame(round_trips) -> pl.DataFrame:
@@ -87,7 +90,9 @@ def trades_frame(round_trips) -> pl.DataFrame:
     return frame.with_columns(pl.col("entry_ts").cast(UTC_NS), pl.col("exit_ts").cast(UTC_NS))
 
 
-def equity_frame(rows: list[tuple[int, float, float]], first_ts_ns: int, starting_balance: float) -> pl.DataFrame:
+def equity_frame(
+    rows: list[tuple[int, float, float]], first_ts_ns: int, starting_balance: float
+) -> pl.DataFrame:
     """One row per bar close (the last record at each close time), after a starting row."""
     frame = pl.DataFrame(
         [(first_ts_ns, starting_balance, 0.0), *rows],
@@ -102,8 +107,12 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
     starting_balance = sum((Decimal(str(v.starting_balance)) for v in config.venues), Decimal(0))
     trades = trades_frame(recorder.round_trips)
     smallest_interval_ns = min(INTERVAL_SECS[b.interval] for b in config.data.bars) * 1_000_000_000
-    first_close_ns = recorder.equity_rows[0][0] if recorder.equity_rows else int(config.data.start.timestamp() * 1e9)
-    equity = equity_frame(recorder.equity_rows, first_close_ns - smallest_interval_ns, float(starting_balance))
+    first_close_ns = (
+        recorder.equity_rows[0][0] if recorder.equity_rows else int(config.data.start.timestamp() * 1e9)
+    )
+    equity = equity_frame(
+        recorder.equity_rows, first_close_ns - smallest_interval_ns, float(starting_balance)
+    )
     metrics = compute_performance(
         equity=equity,
         trades=trades,
@@ -118,11 +127,16 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
     )
     fills = pl.DataFrame(recorder.fill_rows) if recorder.fill_rows else pl.DataFrame()
     if fills.height:
-        fills = fills.with_columns(pl.col("ts_ns").cast(UTC_NS).alias("ts")).drop("ts_ns").select(
-            ["ts", *[c for c in fills.columns if c != "ts_ns"]],
+        fills = (
+            fills.with_columns(pl.col("ts_ns").cast(UTC_NS).alias("ts"))
+            .drop("ts_ns")
+            .select(
+                ["ts", *[c for c in fills.columns if c != "ts_ns"]],
+            )
         )
     open_positions = {
-        instrument_id: str(recorder.book.signed_quantity(instrument_id)) for instrument_id in recorder.book.positions
+        instrument_id: str(recorder.book.signed_quantity(instrument_id))
+        for instrument_id in recorder.book.positions
     }
     return BacktestReport(
         config_id=config.id,
@@ -133,6 +147,7 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
         equity=equity,
         open_positions=open_positions,
         bars=recorder.bars_seen,
+        currency=config.venues[0].currency,
     )
 
 
@@ -148,7 +163,13 @@ def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
     report.trades.write_csv(run_dir / "trades.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
     report.fills.write_csv(run_dir / "fills.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
     report.equity.write_csv(run_dir / "equity_curve.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
-    plot_equity_curve(report.equity, run_dir / "equity_curve.png", title=title, trades=report.trades)
+    plot_equity_curve(
+        report.equity,
+        run_dir / "equity_curve.png",
+        title=title,
+        trades=report.trades,
+        quote_currency=report.currency,
+    )
 
 
 __all__ = ["BacktestReport", "Reconciliation", "build_report", "write_report"]

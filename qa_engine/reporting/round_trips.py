@@ -94,14 +94,18 @@ class RoundTripBook:
     @staticmethod
     def _add(position: _OpenPosition, price: Decimal, quantity: Decimal, fee: Decimal) -> None:
         new_quantity = position.quantity + quantity
-        position.average_price = (position.average_price * position.quantity + price * quantity) / new_quantity
+        position.average_price = (
+            position.average_price * position.quantity + price * quantity
+        ) / new_quantity
         position.quantity = new_quantity
         position.open_fees += fee
         position.max_quantity = max(position.max_quantity, new_quantity)
         position.entered_quantity += quantity
         position.entered_notional += price * quantity
 
-    def _reduce(self, fill: Fill, position: _OpenPosition, quantity: Decimal, fee: Decimal) -> RoundTrip | None:
+    def _reduce(
+        self, fill: Fill, position: _OpenPosition, quantity: Decimal, fee: Decimal
+    ) -> RoundTrip | None:
         released_entry_fee = position.open_fees * quantity / position.quantity
         position.open_fees -= released_entry_fee
         position.fees += released_entry_fee + fee

@@ -1,0 +1,117 @@
+"""The default backtest on the committed real-data sample catalog: golden summary and an
+independent reconciliation of the report against the fills."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+
+from qa_engine.backtest.runner import run_backtest
+from qa_engine.config.loader import load_config
+from qa_engine.config.models import BacktestConfig
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backtest_default_summary.json"
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory, request):
+    root = Path(request.config.rootpath)
+    catalog = root / "catalog"
+    config = load_config(
+        BacktestConfig, root / "configs/backtest/default.toml", [f'data.catalog="{catalog}"']
+    )
+    return run_backtest(config, run_dir=tmp_path_factory.mktemp("run"))
+
+
+def test_run_folder_holds_every_report_file(outcome):
+    names = {p.name for p in outcome.run_dir.iterdir()}
+    assert {
+        "config.toml",
+        "performance_metrics.json",
+        "trades.csv",
+        "fills.csv",
+        "equity_curve.csv",
+        "equity_curve.png",
+    } <= names
+    assert (outcome.run_dir / "equity_curve.png").stat().st_size > 20_000
+
+
+def test_summary_matches_the_reviewed_golden_file(outcome, regen_golden):
+    metrics = json.loads((outcome.run_dir / "performance_metrics.json").read_text())
+    fills = pl.read_csv(outcome.run_dir / "fills.csv")
+    summary = {
+        "bars": metrics["bars"],
+        "fills": fills.height,
+        "first_fills": fills.head(3).select("ts", "side", "quantity", "price", "fee").rows(),
+        "round_trips": metrics["total_trades"],
+        "wins": metrics["wins"],
+        "losses": metrics["losses"],
+        "final_equity": round(metrics["final_equity"], 2),
+        "fees_paid": round(metrics["fees_paid"], 2),
+        "max_drawdown_pct": round(metrics["max_drawdown_pct"], 4),
+        "sharpe_ratio": round(metrics["sharpe_ratio"], 4),
+        "open_positions": metrics["open_positions"],
+    }
+    if regen_golden:
+        GOLDEN.write_text(json.dumps(summary, indent=2) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert json.loads(json.dumps(summary)) == golden
+
+
+def test_fills_are_at_the_signal_bar_close_never_a_later_price(outcome, sample_catalog):
+    # Latency 0 with bar data: an order sent on a bar close fills at that close, at that time.
+    bars = ParquetDataCatalog(str(sample_catalog)).bars(["BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL"])
+    close_at = {bar.ts_event: bar.close.as_double() for bar in bars}
+    fills = pl.read_csv(outcome.run_dir / "fills.csv", try_parse_dates=True)
+    for ts, price in fills.select(pl.col("ts").dt.epoch("ns"), "price").rows():
+        assert close_at[ts] == pytest.approx(price, abs=1e-9)
+
+
+def test_report_reconciles_with_the_fills_to_the_cent(outcome, sample_catalog):
+    """Independent of our round-trip code: cash flows of fills.csv plus the open position marked at
+    the last close; and trades.csv net pnl plus the open round trip rebuilt from fills.csv."""
+    metrics = json.loads((outcome.run_dir / "performance_metrics.json").read_text())
+    start = Decimal(str(metrics["starting_balance"]))
+    fills = pl.read_csv(outcome.run_dir / "fills.csv", infer_schema=False).rows(named=True)
+    trades = pl.read_csv(outcome.run_dir / "trades.csv", infer_schema=False)
+    bars = ParquetDataCatalog(str(sample_catalog)).bars(["BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL"])
+    last_close = bars[-1].close.as_decimal()
+
+    signed = [
+        (Decimal(f["quantity"]) * (1 if f["side"] == "BUY" else -1), Decimal(f["price"]), Decimal(f["fee"]))
+        for f in fills
+    ]
+    position = sum((q for q, _, _ in signed), Decimal(0))
+    cash = sum((-q * p - fee for q, p, fee in signed), Decimal(0))
+    equity_from_fills = start + cash + position * last_close
+    final_equity = Decimal(str(metrics["final_equity"]))
+    assert abs(final_equity - equity_from_fills) < Decimal("0.01")
+
+    # The open round trip: fills since the position last crossed or touched zero.
+    running = Decimal(0)
+    opened_at = 0
+    opening_share = Decimal(1)
+    for index, (q, _, _) in enumerate(signed):
+        before, running = running, running + q
+        if running == 0 or (before != 0 and (before > 0) != (running > 0)):
+            opened_at, opening_share = index + 1, Decimal(1)
+            if running != 0:  # a flip: only the part beyond zero opens the new round trip
+                opened_at, opening_share = index, abs(running) / abs(q)
+    open_cash = Decimal(0)
+    for index, (q, p, fee) in enumerate(signed[opened_at:]):
+        share = opening_share if index == 0 else Decimal(1)
+        open_cash += share * (-q * p - fee)
+    open_net = open_cash + position * last_close
+    trades_net = sum((Decimal(v) for v in trades["net_pnl"]), Decimal(0))
+    assert abs(start + trades_net + open_net - final_equity) < Decimal("0.01")
+
+
+def test_equity_curve_is_one_row_per_bar_close_plus_the_start(outcome):
+    equity = pl.read_csv(outcome.run_dir / "equity_curve.csv")
+    assert equity.height == outcome.bars + 1
+    assert equity["equity"][0] == 10_000.0
