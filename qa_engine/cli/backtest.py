@@ -68,7 +68,10 @@ def print_summary(outcome) -> None:
         ("total return", f"{num(metrics.total_return)} ({pct(metrics.total_return_pct)})"),
         ("annualised return (365 d)", pct(metrics.annualised_return_pct)),
         ("max drawdown", f"{num(metrics.max_drawdown)} ({pct(metrics.max_drawdown_pct)})"),
-        ("Sharpe / Sortino / Calmar", " / ".join(num(x) for x in (metrics.sharpe_ratio, metrics.sortino_ratio, metrics.calmar_ratio))),
+        (
+            "Sharpe / Sortino / Calmar",
+            " / ".join(num(x) for x in (metrics.sharpe_ratio, metrics.sortino_ratio, metrics.calmar_ratio)),
+        ),
         ("round trips (wins / losses)", f"{metrics.total_trades} ({metrics.wins} / {metrics.losses})"),
         ("win rate", pct(metrics.win_rate_pct)),
         ("profit factor", num(metrics.profit_factor)),
@@ -76,8 +79,16 @@ def print_summary(outcome) -> None:
         ("exposure", pct(metrics.exposure_pct)),
         ("fees paid", num(metrics.fees_paid)),
         ("rating", str(metrics.rating)),
-        ("reconciliation", "balanced to the cent" if reconciliation.balanced_to_the_cent else f"OFF by {reconciliation.difference}"),
-        ("bars / wall time", f"{outcome.bars:,} bars in {outcome.wall_secs:.1f} s ({outcome.bars_per_sec:,.0f} bars/s)"),
+        (
+            "reconciliation",
+            "balanced to the cent"
+            if reconciliation.balanced_to_the_cent
+            else f"OFF by {reconciliation.difference}",
+        ),
+        (
+            "bars / wall time",
+            f"{outcome.bars:,} bars in {outcome.wall_secs:.1f} s ({outcome.bars_per_sec:,.0f} bars/s)",
+        ),
         ("run folder", str(outcome.run_dir)),
     ]
     for name, value in rows:

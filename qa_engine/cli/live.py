@@ -9,7 +9,9 @@ import typer
 
 from qa_engine.errors import QAError
 
-live_app = typer.Typer(help="Live trading (Bybit testnet by default). Not available yet.", no_args_is_help=True)
+live_app = typer.Typer(
+    help="Live trading (Bybit testnet by default). Not available yet.", no_args_is_help=True
+)
 
 
 @live_app.command("run")

@@ -59,7 +59,8 @@ def config_class_of(component_class: type) -> type:
 
 def resolve_component(component: ComponentConfig, kind: str, index: int) -> ResolvedComponent:
     """Resolve a plug-in and validate its parameters against its own config class now."""
-    where = f"{kind}s.{index} ({component.name})"
+    section = "strategies" if kind == "strategy" else "actors"
+    where = f"{section}.{index} ({component.name})"
     component_path = resolve_component_path(component.name, kind)
     component_class = import_object(component_path)
     config_class = config_class_of(component_class)

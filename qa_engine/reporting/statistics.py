@@ -321,19 +321,26 @@ def _annualised_return_pct(
     return (growth - 1.0) * 100.0
 
 
+# A round trip whose net pnl is smaller than any settlement currency's unit (USDT: 1e-8) is breakeven.
+BREAKEVEN_TOLERANCE = 1e-9
+
+
 def _round_trip_summary(net_pnl: np.ndarray) -> dict[str, Any]:
-    wins = net_pnl[net_pnl > 0]
-    losses = net_pnl[net_pnl < 0]
+    wins = net_pnl[net_pnl > BREAKEVEN_TOLERANCE]
+    losses = net_pnl[net_pnl < -BREAKEVEN_TOLERANCE]
     sum_of_wins = math.fsum(wins)
     sum_of_losses = math.fsum(losses)
     total = len(net_pnl)
+    profit_factor = sum_of_wins / -sum_of_losses if len(losses) else None
+    if profit_factor is not None and not math.isfinite(profit_factor):  # losses of ~1e-313 overflow
+        profit_factor = None
     return {
         "total_trades": total,
         "wins": len(wins),
         "losses": len(losses),
         "breakevens": total - len(wins) - len(losses),
         "win_rate_pct": len(wins) / total * 100.0 if total else None,
-        "profit_factor": sum_of_wins / -sum_of_losses if len(losses) else None,
+        "profit_factor": profit_factor,
         "sum_of_wins": sum_of_wins,
         "sum_of_losses": sum_of_losses,
         "trades_net_pnl": math.fsum(net_pnl),

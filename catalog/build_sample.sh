@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Re-creates the committed sample catalog (catalog/data) from the real klines in ../shared/data,
+# with the same `qa catalog ingest` command users run. See catalog/README.md for what it holds.
+# Usage (from anywhere): catalog/build_sample.sh        (QA=/path/to/qa overrides the command)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=../shared/data
+QA="${QA:-.venv/bin/qa}"
+
+rm -rf catalog/data catalog/.staging
+
+# Bybit linear perpetuals, 5m, January 2025 (31 days, bar open 2025-01-01 00:00 -> 2025-01-31 23:55).
+"$QA" catalog ingest "$SHARED/bybit_linear_BTCUSDT_5m.parquet" --venue bybit-linear --symbol BTCUSDT \
+    --interval 5m --start 2025-01-01 --end 2025-01-31 --strict --catalog catalog
+"$QA" catalog ingest "$SHARED/bybit_linear_ETHUSDT_5m.parquet" --venue bybit-linear --symbol ETHUSDT \
+    --interval 5m --start 2025-01-01 --end 2025-01-31 --strict --catalog catalog
+
+# Binance USD-M perpetual BTCUSDT, 1m, 30 days (bar open 2025-05-05 00:00 -> 2025-06-03 23:59,
+# so bar close 2025-05-05 00:01 -> 2025-06-04 00:00).
+"$QA" catalog ingest "$SHARED/binance_futures_BTCUSDT_1m.parquet" --venue binance-futures --symbol BTCUSDT \
+    --interval 1m --start 2025-05-05 --end 2025-06-03 --strict --catalog catalog
+
+rm -rf catalog/.staging  # the writer's lock and stage folder; nothing to commit
+"$QA" catalog list --catalog catalog
+du -sh catalog/data

@@ -1,0 +1,165 @@
+"""`qa catalog`: ingest kline files into the ParquetDataCatalog, and list what it holds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import TaskID
+from rich.table import Table
+
+from qa_engine.cli.console import progress as progress_bar
+from qa_engine.cli.console import stdout_console
+from qa_engine.cli.console import table as make_table
+from qa_engine.data.catalog import catalog_coverage
+from qa_engine.data.ingest import IngestResult
+from qa_engine.data.ingest import IngestValidationError
+from qa_engine.data.ingest import ingest_klines
+from qa_engine.data.intervals import KlineInterval
+from qa_engine.data.markets import Market
+from qa_engine.data.markets import market_spec
+from qa_engine.data.validation import ValidationReport
+from qa_engine.errors import ConfigError
+from qa_engine.logging import configure_logging
+from qa_engine.plugins import load_instrument
+
+DEFAULT_CATALOG = Path("catalog")
+STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red", "": ""}
+
+catalog_app = typer.Typer(
+    name="catalog",
+    help="Build and inspect the ParquetDataCatalog of bars (stamped at bar close).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _fold(table: Table) -> Table:
+    """Wrap long ids inside their cell instead of cutting them with an ellipsis."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
+
+def validation_table(report: ValidationReport, strict: bool = False) -> Table:
+    """The validation report as a rich table: check, result, status."""
+    title = f"Validation{' (strict)' if strict else ''}: {report.source}"
+    result = _fold(make_table(title, ["check", "result", "status"]))
+    for check, value, status in report.rows(strict):
+        style = STATUS_STYLE.get(status, "")
+        result.add_row(check, value, f"[{style}]{status}[/]" if style else status)
+    return result
+
+
+def _result_table(result: IngestResult) -> Table:
+    summary = _fold(make_table(f"Catalog {result.catalog_path}", ["field", "value"]))
+    rows = [
+        ("bar type", result.bar_type),
+        ("bars read", f"{result.input_bars:,}"),
+        ("duplicate rows collapsed", f"{result.duplicate_rows_collapsed:,}"),
+        ("bars added", f"{result.bars_added:,}"),
+        ("bars already in catalog (identical)", f"{result.bars_identical:,}"),
+        ("bars replaced", f"{result.bars_replaced:,}"),
+        ("bars of this type in catalog", f"{result.bars_total:,}"),
+        ("first ts_event (bar close)", f"{result.first_ts_event:%Y-%m-%d %H:%M}"),
+        ("last ts_event (bar close)", f"{result.last_ts_event:%Y-%m-%d %H:%M}"),
+        ("catalog changed", "yes" if result.catalog_changed else "no (nothing new)"),
+        ("time", f"{result.secs:.2f} s ({result.bars_per_sec:,.0f} bars/s)"),
+    ]
+    for field, value in rows:
+        summary.add_row(field, value)
+    return summary
+
+
+@catalog_app.command("ingest")
+def ingest_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="kline files: Parquet, CSV with a header, Binance dump .zip or .csv", show_default=False
+        ),
+    ],
+    venue: Annotated[
+        Market,
+        typer.Option("--venue", "--market", help="market the klines come from", show_default=False),
+    ],
+    symbol: Annotated[
+        str, typer.Option("--symbol", help="exchange symbol, e.g. BTCUSDT", show_default=False)
+    ],
+    interval: Annotated[KlineInterval, typer.Option("--interval", help="kline interval", show_default=False)],
+    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    start: Annotated[
+        datetime | None,
+        typer.Option("--start", formats=["%Y-%m-%d"], help="first UTC day to ingest (bar open time)"),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        typer.Option("--end", formats=["%Y-%m-%d"], help="last UTC day to ingest, inclusive"),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="treat every validation finding as an error")
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="overwrite catalog bars that differ from the input"),
+    ] = False,
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="log as JSON lines on stderr")] = False,
+) -> None:
+    """Validate kline files and write them into the catalog as Nautilus bars stamped at bar close."""
+    configure_logging(json_logs=json_logs)
+    if start and end and end < start:
+        raise ConfigError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
+    instrument = load_instrument(venue.value, symbol)
+    expected_id = market_spec(venue).instrument_id(symbol)
+    if instrument.id.value != expected_id:
+        raise ConfigError(
+            f"the {venue.value} provider returned {instrument.id} for {symbol}; expected {expected_id}"
+        )
+
+    with progress_bar() as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        try:
+            result = ingest_klines(
+                paths,
+                instrument,
+                interval,
+                catalog,
+                start=start.date() if start else None,
+                end=end.date() if end else None,
+                strict=strict,
+                replace=replace,
+                progress=on_progress,
+            )
+        except IngestValidationError as exc:
+            stdout_console.print(validation_table(exc.report, strict))
+            raise
+    stdout_console.print(validation_table(result.report, strict))
+    stdout_console.print(_result_table(result))
+
+
+@catalog_app.command("list")
+def list_command(
+    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+) -> None:
+    """List the bar types in the catalog: instrument, bar type, first and last bar close, rows."""
+    coverage = catalog_coverage(catalog)
+    listing = _fold(make_table(f"Catalog {catalog}", ["instrument", "bar type", "first", "last", "rows"]))
+    for item in coverage:
+        listing.add_row(
+            item.instrument_id,
+            item.bar_type,
+            f"{item.first_ts_event:%Y-%m-%d %H:%M}",
+            f"{item.last_ts_event:%Y-%m-%d %H:%M}",
+            f"{item.bars:,}",
+        )
+    if not coverage:
+        listing.caption = "no bars yet: add some with `qa catalog ingest`"
+    stdout_console.print(listing)
