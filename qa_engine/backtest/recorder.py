@@ -46,6 +46,9 @@ class RunRecorderActor(Actor):
             self.subscribe_bars(BarType.from_str(bar_type))
         self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
 
+    def on_stop(self) -> None:
+        """Records stay in memory for the runner to read; nothing to release here."""
+
     def _on_order_event(self, event) -> None:
         if not isinstance(event, OrderFilled):
             return

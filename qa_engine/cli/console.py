@@ -35,5 +35,5 @@ def progress(transient: bool = True) -> Progress:
 def table(title: str, columns: list[str]) -> Table:
     result = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        result.add_column(column)
+        result.add_column(column, overflow="fold")
     return result
