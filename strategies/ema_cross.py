@@ -73,9 +73,7 @@ class EMACrossStrategy(Strategy):
         )
 
     def signed_position_quantity(self) -> Decimal:
-        # venue=None: the (venue, instrument) cache queries intersect sets of every order ever placed.
-        positions = self.cache.positions_open(venue=None, instrument_id=self.config.instrument_id)
-        return sum((position.signed_decimal_qty() for position in positions), Decimal(0))
+        return self.portfolio.net_position(self.config.instrument_id)
 
     def equity(self, price: Decimal) -> Decimal:
         account = self.portfolio.account(self.config.instrument_id.venue)

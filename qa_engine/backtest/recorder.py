@@ -16,6 +16,7 @@ from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.identifiers import Venue
+from nautilus_trader.model.objects import Price
 
 from qa_engine.reporting.round_trips import Fill
 from qa_engine.reporting.round_trips import RoundTrip
@@ -38,8 +39,12 @@ class RunRecorderActor(Actor):
         # close time are collapsed to the last row when the report is built.
         self.equity_rows: list[tuple[int, float, float]] = []
         self.fees_paid = Decimal(0)
-        self._last_close: dict[str, Decimal] = {}
         self.bars_seen = 0
+        self._last_close: dict[str, Price] = {}
+        # Per-bar marks use floats (the hot path); the final equity and the reconciliation use Decimal.
+        self._last_close_float: dict[str, float] = {}
+        self._open_float: dict[str, tuple[float, float, float]] = {}  # signed qty, avg price, multiplier
+        self._balance_float: float | None = None  # None: re-read from the accounts at the next bar
 
     def on_start(self) -> None:
         for bar_type in self.config.bar_types:
@@ -48,6 +53,10 @@ class RunRecorderActor(Actor):
 
     def on_stop(self) -> None:
         """Records stay in memory for the runner to read; nothing to release here."""
+
+    def _account_balance_float(self) -> float:
+        # Re-read after fills only: 1.221's backtest publishes no account events on the message bus.
+        return float(self.balance())
 
     def _on_order_event(self, event) -> None:
         if not isinstance(event, OrderFilled):
@@ -64,7 +73,17 @@ class RunRecorderActor(Actor):
             multiplier=instrument.multiplier.as_decimal() if instrument else Decimal(1),
         )
         self.fees_paid += fill.fee
+        self._balance_float = None
         self.round_trips.extend(self.book.on_fill(fill))
+        position = self.book.positions.get(instrument_id)
+        if position is None:
+            self._open_float.pop(instrument_id, None)
+        else:
+            self._open_float[instrument_id] = (
+                float(position.quantity * position.direction),
+                float(position.average_price),
+                float(fill.multiplier),
+            )
         self.fill_rows.append(
             {
                 "ts_ns": event.ts_event,
@@ -84,9 +103,19 @@ class RunRecorderActor(Actor):
         )
 
     def on_bar(self, bar: Bar) -> None:
-        instrument_id = str(bar.bar_type.instrument_id)
-        self._last_close[instrument_id] = bar.close.as_decimal()
-        self.equity_rows.append((bar.ts_event, float(self.equity()), float(self.position_notional())))
+        instrument_id = bar.bar_type.instrument_id.value
+        self._last_close[instrument_id] = bar.close
+        self._last_close_float[instrument_id] = bar.close.as_double()
+        unrealised = 0.0
+        notional = 0.0
+        for open_id, (quantity, average_price, multiplier) in self._open_float.items():
+            close = self._last_close_float.get(open_id, average_price)
+            unrealised += (close - average_price) * quantity * multiplier
+            notional += abs(quantity) * close * multiplier
+        if self._balance_float is None:
+            self._balance_float = self._account_balance_float()
+        equity = self._balance_float + unrealised
+        self.equity_rows.append((bar.ts_event, equity, notional))
         self.bars_seen += 1
         every = self.config.purge_closed_orders_every_bars
         if every and self.bars_seen % every == 0:
