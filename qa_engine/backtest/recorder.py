@@ -15,6 +15,7 @@ from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.events import OrderFilled
+from nautilus_trader.model.events import OrderInitialized
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Price
 
@@ -44,6 +45,7 @@ class RunRecorderActor(Actor):
         # Per-bar marks use floats (the hot path); the final equity and the reconciliation use Decimal.
         self._last_close_float: dict[str, float] = {}
         self._open_float: dict[str, tuple[float, float, float]] = {}  # signed qty, avg price, multiplier
+        self._order_tags: dict[str, str] = {}  # client order id -> "SIGNAL|confidence|reasoning"
         self._balance_float: float | None = None  # None: re-read from the accounts at the next bar
 
     def on_start(self) -> None:
@@ -59,6 +61,10 @@ class RunRecorderActor(Actor):
         return float(self.balance())
 
     def _on_order_event(self, event) -> None:
+        if isinstance(event, OrderInitialized):
+            if event.tags:
+                self._order_tags[event.client_order_id.value] = event.tags[0]
+            return
         if not isinstance(event, OrderFilled):
             return
         instrument_id = str(event.instrument_id)
@@ -99,6 +105,7 @@ class RunRecorderActor(Actor):
                 "fee_currency": event.commission.currency.code,
                 "liquidity_side": "MAKER" if event.liquidity_side == 1 else "TAKER",
                 "position_after": str(self.book.signed_quantity(instrument_id)),
+                **_decision_columns(self._order_tags.get(event.client_order_id.value)),
             },
         )
 
@@ -158,3 +165,9 @@ class RunRecorderActor(Actor):
             ),
             Decimal(0),
         )
+
+
+def _decision_columns(tag: str | None) -> dict[str, str]:
+    """The decision a strategy tagged onto its order (strategies.base): signal, confidence, reasoning."""
+    signal, confidence_pct, reasoning = [*tag.split("|", 2), "", ""][:3] if tag else ("", "", "")
+    return {"signal": signal, "confidence_pct": confidence_pct, "reasoning": reasoning}

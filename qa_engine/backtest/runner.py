@@ -55,6 +55,9 @@ def run_backtest(config: BacktestConfig, run_dir: Path | None = None) -> Backtes
             raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc
         wall_secs = time.perf_counter() - started
         engine = node.get_engine(run_config.id)
+        plugin_errors = [e for s in engine.trader.strategies() for e in getattr(s, "plugin_errors", [])]
+        if plugin_errors:
+            raise PluginError("; ".join(plugin_errors))
         recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))
         report = build_report(config, recorder)
         bars = recorder.bars_seen

@@ -1,0 +1,166 @@
+"""The plug-in interface for bar-driven strategies: decide a target position, the base trades to it.
+
+Write a strategy by subclassing TargetPositionStrategy (and its config) and implementing two hooks:
+
+    def indicators(self) -> list[Indicator]      # Nautilus indicators, updated from the bars
+    def decide(self, bar: Bar) -> Decision       # called once every indicator is warm
+
+Everything else has a safe default: sizing as a share of equity (rounded down to the lot step, never
+over the venue's maximum) when the target changes, no re-sizing while it stays the same, one order at
+a time (no new order while one is in flight), and the Decision's signal, confidence and reasoning
+tagged onto the order (the run's fills.csv shows them). `confidence_threshold_pct` ignores decisions
+below it.
+
+The boundary: an exception raised by `decide` or `indicators` is caught, logged with the plug-in's
+name, recorded in `plugin_errors`, and the strategy stops; the backtest then fails with a clear
+PluginError naming the plug-in instead of a traceback from inside the engine.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from nautilus_trader.config import NonNegativeFloat
+from nautilus_trader.config import PositiveFloat
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.indicators import Indicator
+from nautilus_trader.model.data import Bar
+from nautilus_trader.model.data import BarType
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.trading.strategy import Strategy
+
+from qa_engine.risk.sizing import quantity_for_notional
+from qa_engine.signals import Decision
+
+
+class TargetPositionStrategyConfig(StrategyConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    notional_pct_of_equity: PositiveFloat = 100.0  # notional of a full (fraction 1.0) position
+    confidence_threshold_pct: NonNegativeFloat = 0.0  # decisions below it are ignored
+
+    def __post_init__(self) -> None:
+        if self.bar_type.instrument_id != self.instrument_id:
+            raise ValueError(f"bar_type {self.bar_type} is not a bar of {self.instrument_id}")
+        if self.confidence_threshold_pct > 100:
+            raise ValueError(f"confidence_threshold_pct must be <= 100, got {self.confidence_threshold_pct}")
+
+
+class TargetPositionStrategy(Strategy):
+    """Base of the bar strategies: subclasses implement `indicators()` and `decide(bar)`."""
+
+    def __init__(self, config: TargetPositionStrategyConfig) -> None:
+        super().__init__(config)
+        self.instrument = None
+        self.plugin_errors: list[str] = []
+        self._indicators: list[Indicator] = []
+        self.last_decision: Decision | None = None
+        self._held_fraction: float | None = None  # target fraction of the position now held
+
+    # --- hooks for plug-in authors -------------------------------------------------------------
+
+    def indicators(self) -> list[Indicator]:
+        """Nautilus indicators to update from the strategy's bars (default: none)."""
+        return []
+
+    def decide(self, bar: Bar) -> Decision:
+        raise NotImplementedError(f"{type(self).__name__} must implement decide(bar) -> Decision")
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.instrument = self.cache.instrument(self.config.instrument_id)
+        if self.instrument is None:
+            self.log.error(f"instrument {self.config.instrument_id} not in the cache: stopping")
+            self.stop()
+            return
+        self._indicators = self._guarded("indicators", self.indicators) or []
+        for indicator in self._indicators:
+            self.register_indicator_for_bars(self.config.bar_type, indicator)
+        self.subscribe_bars(self.config.bar_type)
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.plugin_errors or not all(indicator.initialized for indicator in self._indicators):
+            return
+        if self.has_pending_orders():
+            return
+        decision = self._guarded("decide", self.decide, bar)
+        if decision is None:
+            return
+        self.last_decision = decision
+        if decision.target_fraction is None or decision.confidence_pct < self.config.confidence_threshold_pct:
+            return
+        current = self.signed_position_quantity()
+        if decision.target_fraction == self._held_fraction and (
+            current != 0 or decision.target_fraction == 0
+        ):
+            return  # same target as the position held: no re-sizing on every bar
+        target = self.target_quantity(bar.close.as_decimal(), decision.target_fraction)
+        self._held_fraction = decision.target_fraction
+        self.trade_towards(target, current, decision)
+
+    def on_stop(self) -> None:
+        if self.instrument is not None:
+            self.cancel_all_orders(self.config.instrument_id)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _guarded(self, hook: str, function, *args):
+        try:
+            return function(*args)
+        except Exception as exc:  # the plug-in boundary: user code must not crash the engine
+            message = f"plug-in {type(self).__name__} ({self.id}) raised in {hook}(): {exc!r}"
+            self.plugin_errors.append(message)
+            self.log.error(message)
+            self.stop()
+            return None
+
+    def has_pending_orders(self) -> bool:
+        """An order sent but not yet filled: wait for it instead of sending another."""
+        instrument_id = self.config.instrument_id
+        return bool(
+            self.cache.orders_inflight_count(venue=None, instrument_id=instrument_id)
+            or self.cache.orders_open_count(venue=None, instrument_id=instrument_id),
+        )
+
+    def signed_position_quantity(self) -> Decimal:
+        return self.portfolio.net_position(self.config.instrument_id)
+
+    def equity(self, price: Decimal) -> Decimal:
+        account = self.portfolio.account(self.config.instrument_id.venue)
+        balance = account.balance_total(self.instrument.settlement_currency).as_decimal()
+        # venue=None: the (venue, instrument) cache queries intersect sets of every order ever placed.
+        positions = self.cache.positions_open(venue=None, instrument_id=self.config.instrument_id)
+        multiplier = self.instrument.multiplier.as_decimal()
+        unrealised = sum(
+            ((price - Decimal(str(p.avg_px_open))) * p.signed_decimal_qty() * multiplier for p in positions),
+            Decimal(0),
+        )
+        return balance + unrealised
+
+    def target_quantity(self, price: Decimal, fraction: float) -> Decimal:
+        size = quantity_for_notional(
+            equity=self.equity(price),
+            price=price,
+            notional_pct_of_equity=Decimal(str(self.config.notional_pct_of_equity))
+            * Decimal(str(abs(fraction))),
+            size_increment=self.instrument.size_increment.as_decimal(),
+            min_quantity=self.instrument.min_quantity.as_decimal()
+            if self.instrument.min_quantity
+            else Decimal(0),
+            max_quantity=self.instrument.max_quantity.as_decimal() if self.instrument.max_quantity else None,
+        )
+        return size if fraction >= 0 else -size
+
+    def trade_towards(self, target: Decimal, current: Decimal, decision: Decision) -> None:
+        delta = target - current
+        if delta == 0:
+            return
+        order = self.order_factory.market(
+            instrument_id=self.config.instrument_id,
+            order_side=OrderSide.BUY if delta > 0 else OrderSide.SELL,
+            quantity=self.instrument.make_qty(abs(delta)),
+            tags=[f"{decision.signal}|{decision.confidence_pct:.0f}|{decision.reasoning}"],
+        )
+        self.submit_order(order)
