@@ -46,7 +46,13 @@ class RunRecorderActor(Actor):
         self._last_close_float: dict[str, float] = {}
         self._open_float: dict[str, tuple[float, float, float]] = {}  # signed qty, avg price, multiplier
         self._order_tags: dict[str, str] = {}  # client order id -> "SIGNAL|confidence|reasoning"
-        self._balance_float: float | None = None  # None: re-read from the accounts at the next bar
+        self._balance_float: float | None = None
+        # Per instrument: cash flows of its fills (-signed qty * price * multiplier - fee), so that its
+        # pnl at a bar close is cash + signed qty * close * multiplier (rows: ts, instrument, pnl).
+        self._cash_float: dict[str, float] = {}
+        self.instrument_pnl_rows: list[
+            tuple[int, str, float]
+        ] = []  # None: re-read from the accounts at the next bar
 
     def on_start(self) -> None:
         for bar_type in self.config.bar_types:
@@ -79,6 +85,12 @@ class RunRecorderActor(Actor):
             multiplier=instrument.multiplier.as_decimal() if instrument else Decimal(1),
         )
         self.fees_paid += fill.fee
+        signed_quantity = float(fill.quantity) * (1.0 if fill.side == "BUY" else -1.0)
+        self._cash_float[instrument_id] = (
+            self._cash_float.get(instrument_id, 0.0)
+            - signed_quantity * float(fill.price) * float(fill.multiplier)
+            - float(fill.fee)
+        )
         self._balance_float = None
         self.round_trips.extend(self.book.on_fill(fill))
         position = self.book.positions.get(instrument_id)
@@ -123,6 +135,11 @@ class RunRecorderActor(Actor):
             self._balance_float = self._account_balance_float()
         equity = self._balance_float + unrealised
         self.equity_rows.append((bar.ts_event, equity, notional))
+        position = self._open_float.get(instrument_id)
+        held_value = position[0] * self._last_close_float[instrument_id] * position[2] if position else 0.0
+        self.instrument_pnl_rows.append(
+            (bar.ts_event, instrument_id, self._cash_float.get(instrument_id, 0.0) + held_value),
+        )
         self.bars_seen += 1
         every = self.config.purge_closed_orders_every_bars
         if every and self.bars_seen % every == 0:

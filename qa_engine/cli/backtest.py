@@ -50,6 +50,46 @@ def run_command(
     print_summary(outcome)
 
 
+@backtest_app.command("compare")
+def compare_command(
+    config: ConfigOption = Path("configs/backtest/compare.toml"),
+    set_: SetOption = None,
+    out: OutOption = None,
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="rank by: sharpe_ratio, sortino_ratio, calmar_ratio, total_return_pct, "
+            "profit_factor, max_drawdown_pct (lower wins), win_rate_pct",
+        ),
+    ] = "sharpe_ratio",
+    json_logs: JsonLogsOption = False,
+) -> None:
+    """Run every strategy of the config on the same data; one table, an overlaid equity plot, the best."""
+    import typing
+
+    from qa_engine.backtest.compare import RankMetric
+    from qa_engine.backtest.compare import compare_strategies
+    from qa_engine.config.build import build_backtest_run_config
+    from qa_engine.errors import ConfigError
+
+    configure_logging(json_logs=json_logs)
+    valid = typing.get_args(RankMetric)
+    if metric not in valid:
+        raise ConfigError(f"--metric must be one of {', '.join(valid)}; got '{metric}'")
+    run_config = load_config(BacktestConfig, config, set_)
+    build_backtest_run_config(run_config)  # every strategy validated before the first one runs
+    comparison = compare_strategies(run_config, metric, run_dir=out)
+    stdout_console.print(
+        metrics_table(
+            f"Strategies compared ({run_config.id})",
+            {label: o.report.metrics for label, o in comparison.outcomes.items()},
+        ),
+    )
+    stdout_console.print(f"best by {metric}: [bold]{comparison.best or 'n/a (metric undefined for all)'}[/]")
+    stdout_console.print(f"run folder: {comparison.run_dir}")
+
+
 def print_summary(outcome) -> None:
     metrics = outcome.report.metrics
     reconciliation = outcome.report.reconciliation
@@ -94,6 +134,49 @@ def print_summary(outcome) -> None:
     for name, value in rows:
         summary.add_row(name, value)
     stdout_console.print(summary)
+    if outcome.report.per_instrument:
+        stdout_console.print(
+            metrics_table(
+                "Per instrument (each on an equal share of the balance)", outcome.report.per_instrument
+            )
+        )
+
+
+def metrics_table(title: str, metrics_by_name: dict) -> object:
+    """One row per strategy or instrument: the figures people compare side by side."""
+    result = table(
+        title,
+        [
+            "name",
+            "return",
+            "return %",
+            "Sharpe",
+            "Sortino",
+            "max DD %",
+            "profit factor",
+            "win rate %",
+            "round trips",
+            "fees",
+        ],
+    )
+
+    def fmt(value, digits: int = 2) -> str:
+        return "n/a" if value is None else f"{value:,.{digits}f}"
+
+    for name, m in metrics_by_name.items():
+        result.add_row(
+            name,
+            fmt(m.total_return),
+            fmt(m.total_return_pct),
+            fmt(m.sharpe_ratio),
+            fmt(m.sortino_ratio),
+            fmt(m.max_drawdown_pct),
+            fmt(m.profit_factor),
+            fmt(m.win_rate_pct),
+            str(m.total_trades),
+            fmt(m.fees_paid),
+        )
+    return result
 
 
 @backtest_app.callback()

@@ -5,6 +5,8 @@ Progress goes to stderr, result tables to stdout, so `qa ... > out.txt` keeps on
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import BarColumn
 from rich.progress import MofNCompleteColumn
@@ -14,8 +16,9 @@ from rich.progress import TimeElapsedColumn
 from rich.progress import TimeRemainingColumn
 from rich.table import Table
 
-stdout_console = Console()
-stderr_console = Console(stderr=True)
+# Piped output (CI logs, `> file`) gets a wide fixed width instead of rich's 80 columns.
+stdout_console = Console() if sys.stdout.isatty() else Console(width=160)
+stderr_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
 
 def progress(transient: bool = True) -> Progress:

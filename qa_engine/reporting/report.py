@@ -67,6 +67,8 @@ class BacktestReport:
     open_positions: dict[str, str]
     bars: int
     currency: str
+    # Several instruments: each one's statistics on an equal share of the starting balance.
+    per_instrument: dict[str, PerformanceMetrics]
 
 
 def trades_frame(round_trips) -> pl.DataFrame:
@@ -103,6 +105,36 @@ def equity_frame(
     return frame.with_columns(pl.col("ts").cast(UTC_NS)).select(list(EQUITY_CURVE_SCHEMA))
 
 
+def per_instrument_metrics(
+    recorder, trades: pl.DataFrame, start_ts_ns: int, starting_balance: Decimal, instruments: int
+) -> dict[str, PerformanceMetrics]:
+    """Statistics of each instrument on an equal share of the starting balance (only when several)."""
+    if instruments < 2:
+        return {}
+    allocation = float(starting_balance) / instruments
+    rows = pl.DataFrame(
+        recorder.instrument_pnl_rows,
+        schema={"ts": pl.Int64(), "instrument_id": pl.Utf8(), "pnl": pl.Float64()},
+        orient="row",
+    )
+    fees = {}
+    for fill in recorder.fill_rows:
+        fees[fill["instrument_id"]] = fees.get(fill["instrument_id"], 0.0) + float(fill["fee"])
+    result = {}
+    for instrument_id in sorted(rows["instrument_id"].unique()):
+        own = rows.filter(pl.col("instrument_id") == instrument_id)
+        equity = equity_frame(
+            [(ts, allocation + pnl, 0.0) for ts, _, pnl in own.rows()], start_ts_ns, allocation
+        )
+        result[instrument_id] = compute_performance(
+            equity=equity,
+            trades=trades.filter(pl.col("instrument_id") == instrument_id),
+            starting_balance=allocation,
+            fees_paid=fees.get(instrument_id, 0.0),
+        )
+    return result
+
+
 def build_report(config: BacktestConfig, recorder) -> BacktestReport:
     starting_balance = sum((Decimal(str(v.starting_balance)) for v in config.venues), Decimal(0))
     trades = trades_frame(recorder.round_trips)
@@ -124,6 +156,9 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
         closed_trades_net_pnl=sum((trip.net_pnl for trip in recorder.round_trips), Decimal(0)),
         open_position_net_pnl=recorder.open_net_pnl(),
         final_equity=recorder.equity(),
+    )
+    per_instrument = per_instrument_metrics(
+        recorder, trades, first_close_ns - smallest_interval_ns, starting_balance, len(config.data.bars)
     )
     fills = pl.DataFrame(recorder.fill_rows) if recorder.fill_rows else pl.DataFrame()
     if fills.height:
@@ -148,6 +183,7 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
         open_positions=open_positions,
         bars=recorder.bars_seen,
         currency=config.venues[0].currency,
+        per_instrument=per_instrument,
     )
 
 
@@ -157,6 +193,7 @@ def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
         "bars": report.bars,
         **report.metrics.to_dict(),
         "open_positions": report.open_positions,
+        "per_instrument": {name: metrics.to_dict() for name, metrics in report.per_instrument.items()},
         "reconciliation": report.reconciliation.to_dict(),
     }
     (run_dir / "performance_metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
