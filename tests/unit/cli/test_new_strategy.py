@@ -42,12 +42,10 @@ def test_new_strategy_creates_a_plugin_config_and_test_that_run(project, tmp_pat
     assert outcome.bars == 3 * 288
     assert outcome.report.metrics.total_trades > 0  # the template strategy trades on real data
     # The generated test itself passes.
-    namespace: dict = {}
-    exec(
-        compile((project / "tests/conformance/test_breakout.py").read_text(), "test_breakout", "exec"),
-        namespace,
-    )
-    namespace["CONFIG"] = project / "configs/backtest/breakout.toml"
+    generated = project / "tests/conformance/test_breakout.py"
+    namespace: dict = {"__file__": str(generated)}
+    exec(compile(generated.read_text(), str(generated), "exec"), namespace)
+    assert namespace["CONFIG"] == project / "configs/backtest/breakout.toml"
     namespace["test_breakout_runs_three_days_of_real_bars"](tmp_path_factory.mktemp("generated"))
 
 
