@@ -2,6 +2,7 @@
 
 - ConfigError / DataError: bad input; fix it (CLI exit code 2, one readable message, no traceback).
 - PluginError: user plug-in code failed; the message names the plug-in.
+- VenueError: a venue kept failing (rate limits, outages) past the retry budget; retry later.
 Anything else is a bug or runtime failure (exit code 1).
 """
 
@@ -28,5 +29,12 @@ class DataError(QAError):
 
 class PluginError(QAError):
     """A strategy or actor plug-in failed to load or raised inside a callback."""
+
+    exit_code = 1
+
+
+class VenueError(QAError):
+    """A venue kept failing (rate limits, server errors, timeouts) past the retry budget: run again later;
+    downloads resume where they stopped."""
 
     exit_code = 1

@@ -16,6 +16,7 @@ from qa_engine.errors import PluginError
 STRATEGY_REGISTRY_MODULE = "strategies"  # declares REGISTRY: dict[name, "module:StrategyClass"]
 ACTOR_REGISTRY_MODULE = "actors"  # declares REGISTRY: dict[name, "module:ActorClass"]
 INSTRUMENT_PROVIDERS_MODULE = "adapters"  # declares INSTRUMENT_PROVIDERS: dict[market, "module:function"]
+DOWNLOADERS_MODULE = "adapters"  # declares DOWNLOADERS: dict[market, "module:function"]
 
 
 def import_object(path: str) -> Any:
@@ -67,3 +68,12 @@ def load_instrument(market: str, symbol: str) -> Any:
     if market not in providers:
         raise ConfigError(f"unknown market '{market}'; known: {', '.join(sorted(providers))}")
     return import_object(providers[market])(symbol)
+
+
+def load_historical_venue(market: str, base_url: str | None = None, timeout_secs: float = 10.0) -> Any:
+    """The market's historical downloader (a qa_engine.data.download.HistoricalVenue), pointed at
+    `base_url` when given (regional endpoints, proxies, test servers)."""
+    downloaders = _registry(DOWNLOADERS_MODULE, "DOWNLOADERS")
+    if market not in downloaders:
+        raise ConfigError(f"no downloader for market '{market}'; known: {', '.join(sorted(downloaders))}")
+    return import_object(downloaders[market])(base_url=base_url, timeout_secs=timeout_secs)

@@ -1,4 +1,6 @@
-"""Binance USD-M perpetual and spot instrument definitions from bundled exchangeInfo snapshots.
+"""Binance USD-M perpetual and spot instrument definitions from bundled exchangeInfo snapshots, and from
+live exchangeInfo payloads (`futures_instruments_from_exchange_info`, `spot_instruments_from_exchange_info`,
+used by adapters.binance.historical).
 
 The payloads are decoded with NautilusTrader's own Binance schemas (`BinanceFuturesExchangeInfo`,
 `BinanceSpotExchangeInfo`, `BinanceFuturesCommissionRate`, `BinanceSpotTradeFee`) and turned into instruments
@@ -29,13 +31,19 @@ at the venue since (notably the futures MIN_NOTIONAL).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from collections.abc import Iterable
 from decimal import Decimal
 from importlib import resources
+from typing import Any
 
 import msgspec
 from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
+from nautilus_trader.adapters.binance.common.enums import BinanceOrderType
 from nautilus_trader.adapters.binance.common.enums import BinanceSymbolFilterType
+from nautilus_trader.adapters.binance.common.enums import BinanceTimeInForce
 from nautilus_trader.adapters.binance.common.symbol import BinanceSymbol
+from nautilus_trader.adapters.binance.futures.enums import BinanceFuturesContractStatus
 from nautilus_trader.adapters.binance.futures.schemas.market import BinanceFuturesExchangeInfo
 from nautilus_trader.adapters.binance.futures.schemas.market import BinanceFuturesSymbolInfo
 from nautilus_trader.adapters.binance.futures.schemas.wallet import BinanceFuturesCommissionRate
@@ -47,10 +55,12 @@ from nautilus_trader.model.identifiers import Symbol
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.instruments import CryptoPerpetual
 from nautilus_trader.model.instruments import CurrencyPair
+from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Money
 from nautilus_trader.model.objects import Price
 from nautilus_trader.model.objects import Quantity
 
+from qa_engine.data.download import InstrumentListing
 from qa_engine.errors import ConfigError
 
 BINANCE_VENUE = Venue("BINANCE")
@@ -61,6 +71,9 @@ FUTURES_COMMISSION_SNAPSHOTS = (
 )
 SPOT_EXCHANGE_INFO_SNAPSHOT = "spot_exchange_info.json"
 SPOT_TRADING_FEES_SNAPSHOT = "spot_trading_fees.json"
+# VIP0 rates (maker, taker) for symbols the bundled fee snapshots lack: the same rates those snapshots hold.
+FUTURES_DEFAULT_FEES = (Decimal("0.0002"), Decimal("0.0005"))
+SPOT_DEFAULT_FEES = (Decimal("0.001"), Decimal("0.001"))
 
 
 def _read_snapshot(name: str) -> bytes:
@@ -128,8 +141,20 @@ def binance_futures_instrument(symbol: str) -> CryptoPerpetual:
     known = binance_futures_symbols()
     if symbol not in known:
         raise _unknown_symbol("USD-M futures", symbol, known, FUTURES_EXCHANGE_INFO_SNAPSHOT)
-    info = definitions[symbol]
     commission = commission_rates[symbol]
+    return futures_perpetual(
+        definitions[symbol],
+        Decimal(commission.makerCommissionRate),
+        Decimal(commission.takerCommissionRate),
+        ts_snapshot_ns,
+    )
+
+
+def futures_perpetual(
+    info: BinanceFuturesSymbolInfo, maker_fee: Decimal, taker_fee: Decimal, ts_ns: int
+) -> CryptoPerpetual:
+    """One USD-M perpetual of an exchangeInfo payload as a Nautilus CryptoPerpetual (Nautilus' mapping)."""
+    symbol = info.symbol
     filters = {item.filterType: item for item in info.filters}
     price_filter = filters[BinanceSymbolFilterType.PRICE_FILTER]
     lot_size_filter = filters[BinanceSymbolFilterType.LOT_SIZE]
@@ -160,10 +185,10 @@ def binance_futures_instrument(symbol: str) -> CryptoPerpetual:
         min_price=Price(float(price_filter.minPrice), precision=price_precision),
         margin_init=Decimal(info.requiredMarginPercent) / 100,
         margin_maint=Decimal(info.maintMarginPercent) / 100,
-        maker_fee=Decimal(commission.makerCommissionRate),
-        taker_fee=Decimal(commission.takerCommissionRate),
-        ts_event=ts_snapshot_ns,
-        ts_init=ts_snapshot_ns,
+        maker_fee=maker_fee,
+        taker_fee=taker_fee,
+        ts_event=ts_ns,
+        ts_init=ts_ns,
         info=msgspec.to_builtins(info),
     )
 
@@ -174,8 +199,17 @@ def binance_spot_instrument(symbol: str) -> CurrencyPair:
     known = binance_spot_symbols()
     if symbol not in known:
         raise _unknown_symbol("spot", symbol, known, SPOT_EXCHANGE_INFO_SNAPSHOT)
-    info = definitions[symbol]
     fee = trading_fees[symbol]
+    return spot_pair(
+        definitions[symbol], Decimal(fee.makerCommission), Decimal(fee.takerCommission), ts_snapshot_ns
+    )
+
+
+def spot_pair(
+    info: BinanceSpotSymbolInfo, maker_fee: Decimal, taker_fee: Decimal, ts_ns: int
+) -> CurrencyPair:
+    """One spot symbol of an exchangeInfo payload as a Nautilus CurrencyPair (Nautilus' mapping)."""
+    symbol = info.symbol
     filters = {item.filterType: item for item in info.filters}
     price_filter = filters[BinanceSymbolFilterType.PRICE_FILTER]
     lot_size_filter = filters[BinanceSymbolFilterType.LOT_SIZE]
@@ -208,9 +242,95 @@ def binance_spot_instrument(symbol: str) -> CurrencyPair:
         min_price=Price(float(price_filter.minPrice), precision=price_precision),
         margin_init=Decimal(0),
         margin_maint=Decimal(0),
-        maker_fee=Decimal(fee.makerCommission),
-        taker_fee=Decimal(fee.takerCommission),
-        ts_event=ts_snapshot_ns,
-        ts_init=ts_snapshot_ns,
+        maker_fee=maker_fee,
+        taker_fee=taker_fee,
+        ts_event=ts_ns,
+        ts_init=ts_ns,
         info=msgspec.to_builtins(info),
     )
+
+
+# -- live exchangeInfo payloads (adapters.binance.historical fetches them) ----------------------------
+
+
+def _known_values(raw: dict[str, Any]) -> dict[str, Any]:
+    """A symbol entry without the enum values Nautilus 1.221's schema does not know (the venue adds filter
+    types and order types over time; one unknown value would otherwise reject the whole symbol)."""
+    filter_types = {item.value for item in BinanceSymbolFilterType}
+    order_types = {item.value for item in BinanceOrderType}
+    times_in_force = {item.value for item in BinanceTimeInForce}
+    statuses = {item.value for item in BinanceFuturesContractStatus}
+    cleaned = dict(raw)
+    cleaned["filters"] = [item for item in raw.get("filters", []) if item.get("filterType") in filter_types]
+    cleaned["orderTypes"] = [item for item in raw.get("orderTypes", []) if item in order_types]
+    if "timeInForce" in raw:
+        cleaned["timeInForce"] = [item for item in raw["timeInForce"] if item in times_in_force]
+    if "contractType" in raw and raw.get("status") not in statuses:
+        cleaned.pop("status", None)  # futures status is optional in the schema
+    return cleaned
+
+
+def _listing(
+    payload: dict[str, Any],
+    symbols: Iterable[str] | None,
+    accept: Callable[[dict[str, Any]], bool],
+    parse: Callable[[dict[str, Any], int], Instrument],
+) -> InstrumentListing:
+    wanted = set(symbols) if symbols is not None else None
+    ts_ns = int(payload["serverTime"]) * 1_000_000
+    entries = [entry for entry in payload.get("symbols", []) if accept(entry)]
+    instruments: dict[str, Instrument] = {}
+    skipped: dict[str, str] = {}
+    for entry in entries:
+        symbol = entry.get("symbol", "?")
+        if wanted is not None and symbol not in wanted:
+            continue
+        try:
+            instruments[symbol] = parse(_known_values(entry), ts_ns)
+        except (msgspec.ValidationError, KeyError, ValueError, ArithmeticError, ConfigError) as exc:
+            skipped[symbol] = f"{type(exc).__name__}: {exc}"
+    return InstrumentListing(instruments, skipped, tuple(entry.get("symbol", "?") for entry in entries))
+
+
+def futures_instruments_from_exchange_info(
+    payload: dict[str, Any], symbols: Iterable[str] | None = None
+) -> InstrumentListing:
+    """USD-M perpetuals (contractType PERPETUAL, margined in the quote asset) of a GET /fapi/v1/exchangeInfo
+    payload, decoded with Nautilus' schema. Fees: the bundled commission rate where the snapshot has the
+    symbol, else the VIP0 rates (commission rates need a signed request; check yours)."""
+    _, commission_rates, _ = _futures_snapshot()
+
+    def parse(entry: dict[str, Any], ts_ns: int) -> Instrument:
+        info = msgspec.convert(entry, BinanceFuturesSymbolInfo)
+        rate = commission_rates.get(info.symbol)
+        maker, taker = (
+            (Decimal(rate.makerCommissionRate), Decimal(rate.takerCommissionRate))
+            if rate
+            else FUTURES_DEFAULT_FEES
+        )
+        return futures_perpetual(info, maker, taker, ts_ns)
+
+    def accept(entry: dict[str, Any]) -> bool:
+        return entry.get("contractType") == "PERPETUAL" and entry.get("marginAsset") == entry.get(
+            "quoteAsset"
+        )
+
+    return _listing(payload, symbols, accept, parse)
+
+
+def spot_instruments_from_exchange_info(
+    payload: dict[str, Any], symbols: Iterable[str] | None = None
+) -> InstrumentListing:
+    """Spot pairs of a GET /api/v3/exchangeInfo payload, decoded with Nautilus' schema. Fees: the bundled
+    trading fee where the snapshot has the symbol, else the VIP0 rates (check yours)."""
+    _, trading_fees, _ = _spot_snapshot()
+
+    def parse(entry: dict[str, Any], ts_ns: int) -> Instrument:
+        info = msgspec.convert(entry, BinanceSpotSymbolInfo)
+        fee = trading_fees.get(info.symbol)
+        maker, taker = (
+            (Decimal(fee.makerCommission), Decimal(fee.takerCommission)) if fee else SPOT_DEFAULT_FEES
+        )
+        return spot_pair(info, maker, taker, ts_ns)
+
+    return _listing(payload, symbols, lambda entry: True, parse)

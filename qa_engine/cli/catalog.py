@@ -1,4 +1,4 @@
-"""`qa catalog`: ingest kline files into the ParquetDataCatalog, and list what it holds."""
+"""`qa catalog`: ingest kline files into the ParquetDataCatalog, list what it holds, validate it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
 from rich.progress import TaskID
 from rich.table import Table
 
@@ -14,6 +15,9 @@ from qa_engine.cli.console import progress as progress_bar
 from qa_engine.cli.console import stdout_console
 from qa_engine.cli.console import table as make_table
 from qa_engine.data.catalog import catalog_coverage
+from qa_engine.data.catalog import nanos_to_datetime
+from qa_engine.data.catalog_validation import validate_catalog
+from qa_engine.data.funding import funding_coverage
 from qa_engine.data.ingest import IngestResult
 from qa_engine.data.ingest import IngestValidationError
 from qa_engine.data.ingest import ingest_klines
@@ -22,6 +26,7 @@ from qa_engine.data.markets import Market
 from qa_engine.data.markets import market_spec
 from qa_engine.data.validation import ValidationReport
 from qa_engine.errors import ConfigError
+from qa_engine.errors import DataError
 from qa_engine.logging import configure_logging
 from qa_engine.plugins import load_instrument
 
@@ -149,7 +154,7 @@ def ingest_command(
 def list_command(
     catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
 ) -> None:
-    """List the bar types in the catalog: instrument, bar type, first and last bar close, rows."""
+    """List what the catalog holds: bar types (first and last bar close, rows), instruments, funding rates."""
     coverage = catalog_coverage(catalog)
     listing = _fold(make_table(f"Catalog {catalog}", ["instrument", "bar type", "first", "last", "rows"]))
     for item in coverage:
@@ -161,5 +166,60 @@ def list_command(
             f"{item.bars:,}",
         )
     if not coverage:
-        listing.caption = "no bars yet: add some with `qa catalog ingest`"
+        listing.caption = "no bars yet: add some with `qa catalog ingest` or `qa data download`"
     stdout_console.print(listing)
+
+    definitions = ParquetDataCatalog(str(catalog)).instruments()
+    if definitions:
+        instruments = _fold(
+            make_table("Instruments", ["instrument", "class", "tick", "lot step", "maker / taker", "as of"])
+        )
+        for instrument in sorted(definitions, key=lambda item: item.id.value):
+            instruments.add_row(
+                instrument.id.value,
+                type(instrument).__name__,
+                str(instrument.price_increment),
+                str(instrument.size_increment),
+                f"{instrument.maker_fee} / {instrument.taker_fee}",
+                f"{nanos_to_datetime(instrument.ts_event):%Y-%m-%d}",
+            )
+        stdout_console.print(instruments)
+
+    funding = funding_coverage(catalog)
+    if funding:
+        rates = _fold(
+            make_table("Funding rates (FundingRateUpdate)", ["instrument", "first", "last", "rows"])
+        )
+        for series in funding:
+            rates.add_row(
+                series.instrument_id,
+                f"{series.first_ts_event:%Y-%m-%d %H:%M}",
+                f"{series.last_ts_event:%Y-%m-%d %H:%M}",
+                f"{series.rows:,}",
+            )
+        stdout_console.print(rates)
+
+
+@catalog_app.command("validate")
+def validate_command(
+    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    show_ok: Annotated[bool, typer.Option("--show-ok", help="also list the checks that passed")] = False,
+) -> None:
+    """Check every bar type, funding series and instrument of the catalog; exit 2 on any error."""
+    report = validate_catalog(catalog)
+    shown = [item for item in report.findings if show_ok or item.severity != "ok"]
+    result = _fold(make_table(f"Validation of catalog {catalog}", ["series", "check", "result", "status"]))
+    for item in shown:
+        style = STATUS_STYLE.get(item.severity.value, "")
+        result.add_row(item.scope, item.check, item.detail, f"[{style}]{item.severity.value}[/]")
+    result.caption = (
+        f"{report.bar_types} bar types ({report.bars:,} bars), {report.funding_series} funding series, "
+        f"{report.instruments} instruments: {len(report.errors)} errors, {len(report.warnings)} warnings"
+    )
+    stdout_console.print(result)
+    if report.errors:
+        first = report.errors[0]
+        raise DataError(
+            f"{catalog}: {len(report.errors)} validation errors, first: {first.scope}: {first.check}: "
+            f"{first.detail}; delete the affected directory and ingest or download it again",
+        )

@@ -565,3 +565,83 @@ def recover_interrupted_writes(catalog_root: str | Path) -> list[Path]:
                 log.warning("catalog_write_rolled_back", directory=str(target))
         shutil.rmtree(stage, ignore_errors=True)
     return restored
+
+
+# -- for other writers of the catalog (qa_engine.data.download, qa_engine.data.funding) --------------
+
+
+def encode_bars(frame: pl.DataFrame, instrument: Instrument, interval: KlineInterval) -> pa.Table:
+    """Bars of a normalised kline frame (sorted, unique open times) as the Arrow table of Nautilus' bar
+    schema, stamped at close and checked against Nautilus' own encoder like every ingest."""
+    bar_type = BarType.from_str(bar_type_string(instrument.id.value, interval))
+    return _bars_table(frame, bar_type, instrument, interval, _no_progress)
+
+
+@contextmanager
+def catalog_writer(catalog_root: str | Path) -> Iterator[Path]:
+    """Hold the catalog's writer lock (one writer at a time), after undoing writes a crash interrupted.
+
+    Yields the catalog root. A process killed while holding it releases the lock with its file handle.
+    """
+    root = Path(catalog_root)
+    root.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(root):
+        recover_interrupted_writes(root)
+        yield root
+
+
+def merge_bars_into_catalog(catalog_root: Path, table: pa.Table, replace: bool = False) -> tuple[int, int]:
+    """Merge an encoded bar table into its bar type's directory, rewriting it atomically (as an ingest
+    does). Call inside `catalog_writer`. Returns (bars added, bars already held identically)."""
+    bar_type = (table.schema.metadata or {})[b"bar_type"].decode()
+    directory = bar_directory_of(catalog_root, bar_type)
+    merge = _merge_with_catalog(table, directory, replace)
+    if merge.changed:
+        _replace_directory(catalog_root, directory, merge.table, _no_progress)
+    return merge.added, merge.identical
+
+
+def add_bar_file(catalog_root: Path, directory: Path, table: pa.Table) -> Path:
+    """Add `table` to `directory` as one new Parquet file, atomically: written in the staging folder, then
+    renamed in. The caller guarantees its ts_init range is disjoint from the directory's files (Nautilus'
+    catalog requires disjoint file intervals). Call inside `catalog_writer`."""
+    ts_init = table.column("ts_init")
+    name = _file_name(pc.min(ts_init).as_py(), pc.max(ts_init).as_py())
+    stage = _new_stage(catalog_root, directory)
+    try:
+        _write_parquet(table, stage / "new" / name)
+        directory.mkdir(parents=True, exist_ok=True)
+        _rename(stage / "new" / name, directory / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return directory / name
+
+
+def replace_bar_directory(catalog_root: Path, directory: Path, table: pa.Table) -> None:
+    """Replace every file of `directory` by one file holding `table`, atomically. Call inside
+    `catalog_writer`."""
+    _replace_directory(catalog_root, directory, table, _no_progress)
+
+
+def replace_directory_with(catalog_root: Path, directory: Path, write: Callable[[Path], None]) -> None:
+    """Replace `directory` by what `write(new_directory)` puts into a fresh staging folder, atomically
+    (two renames, rolled back on failure or by the next writer after a crash). Call inside
+    `catalog_writer`."""
+    stage = _new_stage(catalog_root, directory)
+    try:
+        write(stage / "new")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _swap_in(stage, directory)
+
+
+def write_instrument(catalog_root: Path, instrument: Instrument) -> bool:
+    """Write the instrument definition (Nautilus' own writer), swapped in only if it changed. Call inside
+    `catalog_writer`. Returns whether the catalog changed."""
+    return _write_instrument(catalog_root, instrument)
+
+
+def write_bars_parquet(table: pa.Table, path: Path) -> None:
+    """Write a bar table with the catalog's compact encoding (see `_write_parquet`)."""
+    _write_parquet(table, path)
