@@ -10,8 +10,10 @@ from qa_engine.cli.backtest import backtest_app
 from qa_engine.cli.catalog import catalog_app
 from qa_engine.cli.console import stderr_console
 from qa_engine.cli.data import data_app
+from qa_engine.cli.features import features_app
 from qa_engine.cli.live import live_app
 from qa_engine.cli.new import new_app
+from qa_engine.cli.train import train_app
 from qa_engine.errors import QAError
 
 app = typer.Typer(
@@ -24,7 +26,9 @@ app = typer.Typer(
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
 app.add_typer(live_app, name="live")
+app.add_typer(train_app, name="train")
 app.add_typer(new_app, name="new")
 
 

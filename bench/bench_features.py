@@ -1,0 +1,207 @@
+"""Feature library speed and parity: batch on 1,000,000 bars, streaming per bar, batch-vs-streaming diffs.
+
+    .venv/bin/python bench/bench_features.py [--bars 1000000] [--stream-bars 30000] [--repeat 3]
+        [--skip-parity] [--json FILE]
+
+- batch: the default set over N bars made of the real 5m files of ../shared/data laid end to end
+  and re-stamped gap-free (a scale benchmark: the price jumps at the seams do not matter for speed);
+  wall seconds (best of --repeat) and peak resident memory of a fresh child process (RSS after
+  loading the bars is reported too, so the feature computation's own share is visible);
+- streaming: microseconds per bar of StreamingFeatureEngine.update over real BTCUSDT 5m bars
+  (best of --repeat, process CPU time and wall time), the whole default set and each heavy family
+  alone;
+- parity: max |batch - streaming| over the whole real BTC/ETH 1m and 5m files.
+The machine is shared: run it when nothing else runs, and read the load average it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+FIVE_MINUTES_NS = 300_000_000_000
+SCALE_FILES = (
+    "binance_futures_BTCUSDT_5m",
+    "binance_futures_ETHUSDT_5m",
+    "binance_spot_BTCUSDT_5m",
+    "binance_spot_ETHUSDT_5m",
+)
+PARITY_FILES = (
+    ("binance_futures_BTCUSDT_1m", "1m"),
+    ("binance_futures_ETHUSDT_1m", "1m"),
+    ("binance_futures_BTCUSDT_5m", "5m"),
+    ("binance_futures_ETHUSDT_5m", "5m"),
+)
+
+
+def scale_bars(count: int):
+    import polars as pl
+
+    from qa_engine.features.io import load_kline_file
+
+    parts = [load_kline_file(DATA / f"{name}.parquet", "5m").drop("ts") for name in SCALE_FILES]
+    frame = pl.concat(parts)
+    while frame.height < count:
+        frame = pl.concat([frame, frame])
+    frame = frame.head(count)
+    return frame.with_columns(
+        (pl.int_range(pl.len(), dtype=pl.Int64) * FIVE_MINUTES_NS + 1_600_000_000_000_000_000).alias("ts")
+    )
+
+
+def batch_child(count: int, repeat: int) -> None:
+    """Runs in a fresh process: prints JSON with seconds and peak RSS."""
+    import resource
+
+    from qa_engine.features.batch import compute_features_batch
+    from qa_engine.features.sets import default_feature_set
+
+    feature_set = default_feature_set()
+    bars = scale_bars(count)
+    rss_loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        table = compute_features_batch(bars, feature_set, FIVE_MINUTES_NS)
+        seconds.append(time.perf_counter() - started)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "bars": bars.height,
+                "features": table.width - 1,
+                "seconds": seconds,
+                "peak_rss_mb": peak_mb,
+                "rss_after_loading_mb": rss_loaded_mb,
+            }
+        )
+    )
+
+
+def run_batch(count: int, repeat: int) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--batch-child", str(count), "--repeat", str(repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def streaming_us_per_bar(specs, bars, repeat: int) -> tuple[float, float]:
+    from qa_engine.features.spec import FeatureSet
+    from qa_engine.features.streaming import StreamingFeatureEngine
+
+    engine = StreamingFeatureEngine(FeatureSet("bench", 1, tuple(specs)), FIVE_MINUTES_NS)
+    rows = list(bars.select("ts", "open", "high", "low", "close", "volume").iter_rows())
+    best_cpu = best_wall = float("inf")
+    for _ in range(repeat):
+        engine.reset()
+        update = engine.update
+        wall, cpu = time.perf_counter(), time.process_time()
+        for row in rows:
+            update(*row)
+        best_cpu = min(best_cpu, (time.process_time() - cpu) / len(rows) * 1e6)
+        best_wall = min(best_wall, (time.perf_counter() - wall) / len(rows) * 1e6)
+    return best_cpu, best_wall
+
+
+def run_streaming(count: int, repeat: int) -> dict:
+    from qa_engine.features.io import load_kline_file
+    from qa_engine.features.sets import default_feature_set
+
+    feature_set = default_feature_set()
+    bars = load_kline_file(DATA / "binance_futures_BTCUSDT_5m.parquet", "5m").head(count)
+    heavy = ("volume_profile", "wavelet", "ffd")
+    groups = {
+        "default set": list(feature_set.specs),
+        "without volume profile, wavelet, FFD": [s for s in feature_set.specs if s.kind not in heavy],
+        **{f"{kind} only": [s for s in feature_set.specs if s.kind == kind] for kind in heavy},
+    }
+    return {name: streaming_us_per_bar(specs, bars, repeat) for name, specs in groups.items()}
+
+
+def run_parity() -> dict:
+    import numpy as np
+
+    from qa_engine.features.batch import compute_features_batch
+    from qa_engine.features.io import interval_ns
+    from qa_engine.features.io import load_kline_file
+    from qa_engine.features.sets import default_feature_set
+    from qa_engine.features.streaming import StreamingFeatureEngine
+    from qa_engine.features.streaming import stream_features
+
+    feature_set = default_feature_set()
+    result = {}
+    for name, interval in PARITY_FILES:
+        bars = load_kline_file(DATA / f"{name}.parquet", interval)
+        step = interval_ns(interval)
+        batch = compute_features_batch(bars, feature_set, step)
+        engine = StreamingFeatureEngine(feature_set, step)
+        columns = {c: bars.get_column(c).to_numpy() for c in bars.columns}
+        streamed = stream_features(
+            engine, *(columns[c] for c in ("ts", "open", "high", "low", "close", "volume"))
+        )
+        worst, worst_feature = 0.0, ""
+        for index, feature in enumerate(feature_set.names):
+            values = batch.get_column(feature).fill_null(np.nan).to_numpy()
+            valid = ~np.isnan(values)
+            if not np.array_equal(valid, ~np.isnan(streamed[:, index])):
+                raise AssertionError(f"{name}: warm-up masks differ for {feature}")
+            difference = float(np.max(np.abs(values[valid] - streamed[valid, index]))) if valid.any() else 0.0
+            if difference > worst:
+                worst, worst_feature = difference, feature
+        result[f"{name}"] = {"bars": bars.height, "max_abs_diff": worst, "feature": worst_feature}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--stream-bars", type=int, default=30_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-parity", action="store_true")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--batch-child", type=int, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.batch_child:
+        batch_child(arguments.batch_child, arguments.repeat)
+        return
+    sys.path.insert(0, str(ROOT))
+    report: dict = {"load_average_before": os.getloadavg(), "cpus": os.cpu_count()}
+    report["batch"] = run_batch(arguments.bars, arguments.repeat)
+    batch = report["batch"]
+    print(
+        f"batch  default set ({batch['features']} features), {batch['bars']:,} bars: "
+        f"best {min(batch['seconds']):.2f} s of {[round(s, 2) for s in batch['seconds']]}, "
+        f"peak RSS {batch['peak_rss_mb']:.0f} MB "
+        f"(after loading the bars: {batch['rss_after_loading_mb']:.0f} MB)"
+    )
+    report["streaming_us_per_bar_cpu_wall"] = run_streaming(arguments.stream_bars, arguments.repeat)
+    for name, (cpu, wall) in report["streaming_us_per_bar_cpu_wall"].items():
+        print(f"stream {name:40s} {cpu:7.1f} us/bar CPU  {wall:7.1f} us/bar wall")
+    if not arguments.skip_parity:
+        report["parity"] = run_parity()
+        for name, item in report["parity"].items():
+            print(
+                f"parity {name:32s} {item['bars']:>8,} bars  max |batch - streaming| = "
+                f"{item['max_abs_diff']:.3e} ({item['feature']})"
+            )
+    report["load_average_after"] = os.getloadavg()
+    print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
+    if arguments.json:
+        arguments.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
