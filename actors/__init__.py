@@ -1,3 +1,5 @@
 """Actor plug-ins: one file per actor. REGISTRY maps run-config names to `module:Class`."""
 
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "features": "actors.feature_actor:FeatureActor",
+}

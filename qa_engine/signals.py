@@ -1,15 +1,23 @@
-"""Signals a strategy emits with every decision; published data types join them in a later issue.
+"""What the trading components say to each other: decisions, and the custom Data types published
+on the message bus and stored in the catalog (FeatureVector, Forecast, Regime, Action).
 
 A decision is a target position as a fraction of the strategy's maximum position (-1 full short,
 0 flat, +1 full long; None keeps what is held), with the signal, the confidence and a readable
 reasoning string that is recorded with the order it causes.
-"""
 
-from __future__ import annotations
+The message types use Nautilus' @customdataclass, which maps field annotations to Arrow types by
+their runtime names: this module therefore does not use `from __future__ import annotations`, and
+vectors travel as float64 bytes (Arrow binary) with a decoding property.
+"""
 
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+
+import numpy as np
+from nautilus_trader.core.data import Data
+from nautilus_trader.model.custom import customdataclass
+from nautilus_trader.model.identifiers import InstrumentId
 
 
 class Signal(StrEnum):
@@ -39,3 +47,71 @@ class Decision:
 def hold(reasoning: str) -> Decision:
     """Keep whatever position is held."""
     return Decision(target_fraction=None, signal=Signal.HOLD, confidence_pct=0.0, reasoning=reasoning)
+
+
+def pack(values) -> bytes:
+    """A float vector or matrix as little-endian float64 bytes (row-major)."""
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+def unpack(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f8")
+
+
+@customdataclass
+class FeatureVector(Data):
+    """Streaming features of one bar, in the feature set's order; `warm` is False during warm-up."""
+
+    instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
+    feature_set_hash: str = ""
+    values_f8: bytes = b""
+    warm: bool = False
+
+    @property
+    def values(self) -> np.ndarray:
+        return unpack(self.values_f8)
+
+
+@customdataclass
+class Forecast(Data):
+    """Quantile forecast of forward log returns: a (horizon_bars, len(quantiles)) matrix."""
+
+    instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
+    model_id: str = ""
+    horizon_bars: int = 0
+    quantiles_f8: bytes = b""
+    values_f8: bytes = b""
+
+    @property
+    def quantiles(self) -> np.ndarray:
+        return unpack(self.quantiles_f8)
+
+    @property
+    def values(self) -> np.ndarray:
+        return unpack(self.values_f8).reshape(self.horizon_bars, -1)  # (horizon, quantiles)
+
+
+@customdataclass
+class Regime(Data):
+    """Market regime from the Guardian: id, probabilities per regime, and the risk scale in [0, 1]."""
+
+    instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
+    model_id: str = ""
+    regime_id: int = -1
+    probabilities_f8: bytes = b""
+    risk_scale: float = 0.0
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return unpack(self.probabilities_f8)
+
+
+@customdataclass
+class Action(Data):
+    """A strategy's decision as a message: target position fraction, signal, confidence, reasoning."""
+
+    instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
+    target_position: float = 0.0
+    signal: str = "HOLD"
+    confidence_pct: float = 0.0
+    reasoning: str = ""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 
+from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.backtest.node import BacktestNode
 
 from qa_engine.backtest.recorder import RunRecorderActor
@@ -40,7 +42,13 @@ def default_run_dir(config: BacktestConfig, now: datetime | None = None) -> Path
     return config.output.directory / f"{stamp}_{config.id}"
 
 
-def run_backtest(config: BacktestConfig, run_dir: Path | None = None) -> BacktestOutcome:
+def run_backtest(
+    config: BacktestConfig,
+    run_dir: Path | None = None,
+    inspect: Callable[[BacktestEngine], None] | None = None,
+) -> BacktestOutcome:
+    """Run, report, write the run folder. `inspect(engine)` is called before the engine is disposed
+    (tests and research read actors' in-memory state there)."""
     run_dir = run_dir or default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_toml(config), encoding="utf-8")
@@ -60,6 +68,8 @@ def run_backtest(config: BacktestConfig, run_dir: Path | None = None) -> Backtes
             raise PluginError("; ".join(plugin_errors))
         recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))
         report = build_report(config, recorder)
+        if inspect is not None:
+            inspect(engine)
         bars = recorder.bars_seen
     finally:
         node.dispose()
