@@ -38,6 +38,7 @@ from qa_engine.data.download import KlinePage
 from qa_engine.data.download import VenueRateLimitedError
 from qa_engine.data.download import VenueRejectedError
 from qa_engine.data.download import VenueTransientError
+from qa_engine.data.download import kline_rows_frame
 from qa_engine.data.intervals import KlineInterval
 from qa_engine.data.markets import Market
 
@@ -148,20 +149,7 @@ def kline_frame(rows: Any) -> pl.DataFrame:
     """Binance kline arrays [open_time ms, "open", "high", "low", "close", "volume", ...] -> KLINE_SCHEMA."""
     if not isinstance(rows, list):
         raise VenueTransientError(f"kline answer is not a list: {str(rows)[:200]}")
-    try:
-        columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
-        frame = pl.DataFrame(
-            {
-                "ts_open": pl.Series(columns[0], dtype=pl.Int64) * 1_000_000,
-                **{
-                    name: pl.Series(columns[index], dtype=pl.String).cast(pl.Float64)
-                    for index, name in enumerate(("open", "high", "low", "close", "volume"), start=1)
-                },
-            }
-        )
-    except (TypeError, ValueError, IndexError, pl.exceptions.PolarsError) as exc:
-        raise VenueTransientError(f"malformed kline rows ({exc})") from exc
-    return frame.with_columns(pl.col("ts_open").cast(pl.Datetime("ns", "UTC")))
+    return kline_rows_frame(rows, "Binance")
 
 
 def funding_frame(rows: Any) -> pl.DataFrame:

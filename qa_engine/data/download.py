@@ -926,3 +926,22 @@ def store_instruments(catalog_path: str | Path, instruments: Sequence[Instrument
     changed."""
     with catalog_writer(catalog_path) as root:
         return sum(write_instrument(root, instrument) for instrument in instruments)
+
+
+def kline_rows_frame(rows: list, venue: str) -> pl.DataFrame:
+    """Kline rows [open time ms, open, high, low, close, volume, ...] (numbers or strings, in any
+    order) -> a (ts_open, open, high, low, close, volume) frame; malformed rows are transient errors."""
+    try:
+        columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        frame = pl.DataFrame(
+            {
+                "ts_open": pl.Series(columns[0]).cast(pl.Int64) * 1_000_000,
+                **{
+                    name: pl.Series(columns[index], dtype=pl.String).cast(pl.Float64)
+                    for index, name in enumerate(("open", "high", "low", "close", "volume"), start=1)
+                },
+            }
+        )
+    except (TypeError, ValueError, IndexError, pl.exceptions.PolarsError) as exc:
+        raise VenueTransientError(f"malformed {venue} kline rows ({exc})") from exc
+    return frame.with_columns(pl.col("ts_open").cast(pl.Datetime("ns", "UTC")))
