@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@# torch first, pinned: the local CPU wheel. An unpinned resolve pulls several GB of CUDA wheels.
+	@$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,train]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

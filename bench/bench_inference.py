@@ -1,0 +1,151 @@
+"""Single-window inference latency of a model artifact with onnxruntime on one thread (warm), against
+a trivial ONNX graph with the same input and output shapes measured in the same run.
+
+    .venv/bin/python bench/bench_inference.py [--artifact artifacts/oracle] [--calls 3000] [--rounds 5]
+
+Three timings per call: the bare `session.run` of the artifact, `OnnxRunner.predict` (shape and NaN
+checks + scaling + output scaling, what an Actor calls), and `session.run` of the trivial graph
+(onnxruntime's fixed cost per call on this machine). Rounds alternate between them so that a busy
+machine slows all three alike. Wall-clock percentiles (microseconds) plus the CPU time of the calling
+thread (robust to other processes), and the load average, are printed; --json writes them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qa_engine.inference.artifact import load_artifact
+from qa_engine.inference.runner import OnnxRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trivial_graph(path: Path, input_shape: list[int], output_shape: list[int]) -> None:
+    """features (1, E, F) -> mean over bars -> first H*Q values -> (1, H, Q): a few cheap nodes."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper
+
+    count = int(np.prod(output_shape[1:]))
+    nodes = [
+        helper.make_node("ReduceMean", ["features"], ["mean"], axes=[1], keepdims=0),
+        helper.make_node("Slice", ["mean", "starts", "ends", "slice_axes"], ["head"]),
+        helper.make_node("Reshape", ["head", "shape"], ["quantiles"]),
+    ]
+    initialisers = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [count]),
+        helper.make_tensor("slice_axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("shape", TensorProto.INT64, [3], [-1, *output_shape[1:]]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "trivial",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", *input_shape[1:]])],
+        [helper.make_tensor_value_info("quantiles", TensorProto.FLOAT, ["batch", *output_shape[1:]])],
+        initialisers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # the IR of opset 17; onnx >= 1.23 writes a newer one than onnxruntime reads
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def time_calls(call, calls: int) -> tuple[np.ndarray, np.ndarray]:
+    wall = np.empty(calls)
+    cpu = np.empty(calls)
+    for index in range(calls):
+        started_cpu = time.thread_time_ns()
+        started = time.perf_counter_ns()
+        call()
+        wall[index] = time.perf_counter_ns() - started
+        cpu[index] = time.thread_time_ns() - started_cpu
+    return wall / 1_000.0, cpu / 1_000.0
+
+
+def summary(wall: np.ndarray, cpu: np.ndarray) -> dict[str, float]:
+    return {
+        "p50_us": float(np.percentile(wall, 50)),
+        "p90_us": float(np.percentile(wall, 90)),
+        "p99_us": float(np.percentile(wall, 99)),
+        "max_us": float(wall.max()),
+        "cpu_p50_us": float(np.percentile(cpu, 50)),
+        "cpu_p99_us": float(np.percentile(cpu, 99)),
+        "calls": len(wall),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--artifact", type=Path, default=ROOT / "artifacts" / "oracle")
+    parser.add_argument("--calls", type=int, default=3_000, help="timed calls per round and case")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    artifact = load_artifact(args.artifact)
+    manifest = artifact.manifest
+    runner = OnnxRunner(artifact, threads=1)
+    encoder_bars, n_features = runner.window_shape
+    rng = np.random.default_rng(0)
+    # A realistic raw window: the training means plus one std of noise (values only feed the timing).
+    raw = np.asarray(manifest.scaler.mean) + np.asarray(manifest.scaler.std) * rng.standard_normal(
+        (encoder_bars, n_features)
+    )
+    scaled = runner.scaler.transform(raw[None]).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        trivial_path = Path(folder) / "trivial.onnx"
+        output_shape = [1, *manifest.outputs[0].shape[1:]]
+        trivial_graph(trivial_path, [1, encoder_bars, n_features], output_shape)
+        from qa_engine.models.export import onnx_session
+
+        trivial = onnx_session(trivial_path, threads=1)
+        cases = {
+            "trivial graph, session.run (baseline)": lambda: trivial.run(None, {"features": scaled}),
+            f"{manifest.model_name}, session.run": lambda: runner.run_scaled(scaled),
+            f"{manifest.model_name}, OnnxRunner.predict": lambda: runner.predict(raw),
+        }
+        for call in cases.values():
+            time_calls(call, args.warmup)
+        load_before = os.getloadavg()
+        timings: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for name, call in cases.items():
+                timings[name].append(time_calls(call, args.calls))
+        load_after = os.getloadavg()
+    results = {
+        name: summary(np.concatenate([w for w, _ in runs]), np.concatenate([c for _, c in runs]))
+        for name, runs in timings.items()
+    }
+    print(
+        f"artifact: {args.artifact} ({manifest.model_kind}, input {manifest.inputs[0].shape}, "
+        f"output {manifest.outputs[0].shape}); onnxruntime, 1 intra-op thread, batch 1, warm"
+    )
+    print(
+        f"load average (1 min) before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    columns = ("p50 us", "p90 us", "p99 us", "max us", "CPU p50", "CPU p99")
+    header = f"{'case':48s} " + " ".join(f"{c:>8s}" for c in columns)
+    print(header)
+    for name, values in results.items():
+        print(
+            f"{name:48s} {values['p50_us']:8.1f} {values['p90_us']:8.1f} {values['p99_us']:8.1f} "
+            f"{values['max_us']:9.1f} {values['cpu_p50_us']:8.1f} {values['cpu_p99_us']:8.1f}"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"results": results, "load_average": [load_before, load_after]}, indent=2) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

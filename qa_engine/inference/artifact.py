@@ -1,0 +1,190 @@
+"""Load a model artifact (model.onnx + manifest.json) and check it against what it will be fed.
+
+onnxruntime only; nothing here imports torch. `load_artifact` refuses, with a ConfigError that names
+every difference, an artifact whose manifest does not match:
+- the feature set the caller will compute (hash; and if the hashes differ, which names are missing,
+  extra or out of order, and which specs differ),
+- the window the caller will feed (encoder length) and the bar interval,
+- its own model.onnx (file hash, input and output names and shapes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa_engine.errors import ConfigError
+from qa_engine.features.spec import FeatureSet
+from qa_engine.features.spec import FeatureSpec
+from qa_engine.models.manifest import ArtifactManifest
+from qa_engine.models.manifest import read_manifest
+
+
+@dataclass(frozen=True)
+class Artifact:
+    folder: Path
+    manifest: ArtifactManifest
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / self.manifest.model_file
+
+    def feature_set(self) -> FeatureSet:
+        """The exact (fitted) feature set the model needs, rebuilt from the manifest's canonical specs;
+        a FeatureActor computes this set (its hash equals the manifest's)."""
+        return feature_set_from_canonical(self.manifest.feature_set.canonical)
+
+
+def feature_set_from_canonical(document: dict) -> FeatureSet:
+    """A FeatureSet from its canonical JSON (`FeatureSet.canonical_json()`); the hash round-trips."""
+    from qa_engine.features.spec import Fallback
+
+    specs = []
+    for item in document["specs"]:
+        fallback = item.get("fallback")
+        specs.append(
+            FeatureSpec(
+                name=item["name"],
+                kind=item["kind"],
+                params=tuple((key, value) for key, value in item["params"]),
+                inputs=tuple(item["inputs"]),
+                warmup_bars=int(item["warmup_bars"]),
+                version=int(item["version"]),
+                fallback=None
+                if fallback is None
+                else Fallback(
+                    kind=fallback["kind"],
+                    inputs=tuple(fallback["inputs"]),
+                    params=tuple((key, value) for key, value in fallback["params"]),
+                    warmup_bars=fallback["warmup_bars"],
+                ),
+            )
+        )
+    feature_set = FeatureSet(name=document["name"], version=int(document["version"]), specs=tuple(specs))
+    return feature_set
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_feature_differences(expected: tuple[str, ...], manifest_names: tuple[str, ...]) -> list[str]:
+    """Human-readable differences between two ordered feature-name lists."""
+    lines = []
+    missing = [name for name in manifest_names if name not in expected]
+    extra = [name for name in expected if name not in manifest_names]
+    if missing:
+        lines.append(f"the model needs features the feed lacks: {missing}")
+    if extra:
+        lines.append(f"the feed has features the model was not trained on: {extra}")
+    if not missing and not extra and expected != manifest_names:
+        position = next(i for i, (a, b) in enumerate(zip(expected, manifest_names, strict=True)) if a != b)
+        lines.append(
+            f"feature order differs from position {position}: the model expects "
+            f"'{manifest_names[position]}' there, the feed has '{expected[position]}'"
+        )
+    return lines
+
+
+def _spec_differences(expected: FeatureSet, manifest_canonical: dict) -> list[str]:
+    mine = {spec["name"]: spec for spec in (s.canonical() for s in expected.specs)}
+    theirs = {spec["name"]: spec for spec in manifest_canonical.get("specs", [])}
+    lines = []
+    for name in sorted(set(mine) & set(theirs)):
+        if mine[name] != theirs[name]:
+            keys = sorted(
+                k for k in set(mine[name]) | set(theirs[name]) if mine[name].get(k) != theirs[name].get(k)
+            )
+            detail = ", ".join(
+                f"{k}: model {theirs[name].get(k)!r} vs feed {mine[name].get(k)!r}" for k in keys
+            )
+            lines.append(f"feature '{name}' is computed differently ({detail})")
+    return lines
+
+
+def check_feature_set(manifest: ArtifactManifest, expected: FeatureSet, where: str) -> None:
+    """Accept `expected` if its hash is the manifest's fitted hash, or its declared (unfitted) hash with
+    the same names in the same order; refuse otherwise, naming every difference."""
+    record = manifest.feature_set
+    names = tuple(record.names)
+    if expected.hash == record.hash:
+        if expected.names != names:  # the hash covers the ordered specs, so this cannot happen
+            raise ConfigError(f"{where}: feature-set hash matches but names differ; the manifest was edited")
+        return
+    if expected.hash == record.declared_hash and expected.names == names:
+        return
+    lines = [
+        f"feature set '{expected.name}' v{expected.version} hash {expected.hash[:12]}... does not match "
+        f"the model's '{record.name}' v{record.version} hash {record.hash[:12]}... "
+        f"(declared {record.declared_hash[:12]}...)"
+    ]
+    lines += describe_feature_differences(expected.names, names)
+    lines += _spec_differences(expected, record.canonical)
+    raise ConfigError(f"{where}: refusing to load:\n  - " + "\n  - ".join(lines))
+
+
+def _check_model_file(artifact: Artifact) -> None:
+    import onnxruntime as ort
+
+    manifest = artifact.manifest
+    path = artifact.model_path
+    if not path.is_file():
+        raise ConfigError(f"{artifact.folder}: {manifest.model_file} is missing")
+    digest = _sha256(path)
+    if digest != manifest.model_sha256:
+        raise ConfigError(
+            f"{path}: sha256 {digest[:12]}... differs from the manifest's {manifest.model_sha256[:12]}...; "
+            "the model file and its manifest do not belong together"
+        )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for kind, actual, recorded in (
+        ("input", session.get_inputs(), manifest.inputs),
+        ("output", session.get_outputs(), manifest.outputs),
+    ):
+        actual_spec = [
+            (value.name, [d if isinstance(d, int) else "batch" for d in value.shape]) for value in actual
+        ]
+        recorded_spec = [(record.name, list(record.shape)) for record in recorded]
+        if actual_spec != recorded_spec:
+            raise ConfigError(f"{path}: {kind}s {actual_spec} differ from the manifest's {recorded_spec}")
+    window = manifest.window
+    features = manifest.inputs[0].shape
+    if len(features) == 3 and features[1:] != [window.encoder_bars, len(manifest.feature_set.names)]:
+        raise ConfigError(
+            f"{artifact.folder}: manifest window says {window.encoder_bars} bars x "
+            f"{len(manifest.feature_set.names)} features but model.onnx takes {features[1:]}"
+        )
+
+
+def load_artifact(
+    folder: Path,
+    expected_feature_set: FeatureSet | None = None,
+    window_bars: int | None = None,
+    interval: str | None = None,
+) -> Artifact:
+    """Read and check an artifact folder; see the module docstring for what is refused.
+
+    expected_feature_set: the set the caller will compute (fitted or as declared); None skips that
+    check (tools that only inspect). window_bars / interval: what the caller will feed.
+    """
+    folder = Path(folder)
+    artifact = Artifact(folder, read_manifest(folder))
+    manifest = artifact.manifest
+    where = f"artifact {folder}"
+    _check_model_file(artifact)
+    if expected_feature_set is not None:
+        check_feature_set(manifest, expected_feature_set, where)
+    if window_bars is not None and window_bars != manifest.window.encoder_bars:
+        raise ConfigError(
+            f"{where}: refusing to load: the model takes windows of {manifest.window.encoder_bars} bars, "
+            f"the feed provides {window_bars}"
+        )
+    if interval is not None and interval != manifest.window.interval:
+        raise ConfigError(
+            f"{where}: refusing to load: the model was trained on {manifest.window.interval} bars, "
+            f"the feed provides {interval} bars"
+        )
+    return artifact

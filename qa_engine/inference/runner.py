@@ -1,0 +1,81 @@
+"""Run a checked artifact with onnxruntime: raw feature windows in, model outputs in natural units out.
+
+Shapes come from the manifest; the scaler is the manifest's, applied by the same function training
+used (`qa_engine.inference.scaling`). One intra-op thread by default: a trading process runs many
+small single-window calls, where extra threads only add synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from qa_engine.errors import DataError
+from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.scaling import FeatureScaler
+from qa_engine.models.manifest import ArtifactManifest
+
+
+def _oracle_outputs(manifest: ArtifactManifest) -> Callable[[np.ndarray], np.ndarray]:
+    assert manifest.oracle is not None
+    scale = np.asarray(manifest.oracle.target_scale, dtype=np.float64)[:, None]  # (H, 1)
+    return lambda raw: raw.astype(np.float64) * scale  # (B, H, Q) log returns
+
+
+# Model kind -> how its first output becomes natural units. Kinds without an entry pass it through.
+OUTPUT_TRANSFORMS: dict[str, Callable[[ArtifactManifest], Callable[[np.ndarray], np.ndarray]]] = {
+    "oracle": _oracle_outputs,
+}
+
+
+class OnnxRunner:
+    """`predict(window)` for one (E, F) window of raw features; `predict_batch` for (B, E, F)."""
+
+    def __init__(self, artifact: Artifact, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        manifest = artifact.manifest
+        self.manifest = manifest
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(artifact.model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = manifest.inputs[0].name
+        self.output_name = manifest.outputs[0].name
+        self.window_shape = (manifest.window.encoder_bars, len(manifest.feature_set.names))  # (E, F)
+        self.scaler = FeatureScaler(
+            tuple(manifest.feature_set.names),
+            np.asarray(manifest.scaler.mean, dtype=np.float64),
+            np.asarray(manifest.scaler.std, dtype=np.float64),
+            manifest.scaler.clip,
+        )
+        factory = OUTPUT_TRANSFORMS.get(manifest.model_kind)
+        self.postprocess: Callable[[np.ndarray], np.ndarray] = (
+            factory(manifest) if factory else (lambda raw: raw)
+        )
+
+    def run_scaled(self, scaled: np.ndarray) -> np.ndarray:
+        """The raw ONNX output for already-scaled float32 windows (B, E, F)."""
+        return self.session.run([self.output_name], {self.input_name: scaled})[0]
+
+    def predict_batch(self, windows: np.ndarray) -> np.ndarray:
+        """(B, E, F) raw features, oldest bar first -> (B, ...) outputs in natural units."""
+        if windows.ndim != 3 or windows.shape[1:] != self.window_shape:
+            raise DataError(
+                f"expected windows of shape (batch, {self.window_shape[0]}, {self.window_shape[1]}) "
+                f"(bars x features, manifest order), got {windows.shape}"
+            )
+        if not np.all(np.isfinite(windows)):
+            raise DataError("the feature window holds NaN/inf (warm-up not finished, or a gap)")
+        scaled = self.scaler.transform(windows).astype(np.float32)
+        return self.postprocess(self.run_scaled(scaled))
+
+    def predict(self, window: np.ndarray) -> np.ndarray:
+        """One (E, F) window of raw features -> its outputs; for the Oracle (H, Q) log-return quantiles."""
+        return self.predict_batch(window[None])[0]

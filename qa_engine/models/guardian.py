@@ -1,0 +1,819 @@
+"""The Guardian: a contrastive VAE over feature windows; market regimes by k-means on its latent space.
+
+Built from one frozen `GuardianConfig`; its input width `n_features` is derived from the feature
+table at training time (`train_guardian`), never typed by hand. Data flow:
+
+    x (B, T, F) scaled features of the bars t-T+1 .. t (the window ends at bar t, nothing after it)
+      -> encoder: 1x1 conv F->C, `encoder_layers` residual dilated conv blocks (dilation 1, 2, 4 ..),
+         pooled over time as [mean over T, last step]                                   (B, 2C)
+      -> linear heads: latent mean mu and log-variance                                  (B, D), (B, D)
+      -> z = mu + sigma * eps (reparameterisation, training only)
+      -> decoder: linear D -> C*T, conv, 1x1 conv C->F: the reconstructed window        (B, T, F)
+      -> projection head on mu (contrastive views only)                                 (B, P)
+
+Loss = reconstruction + beta * KL + contrastive_weight * NT-Xent, where
+- reconstruction: mean squared error per element of the clean window (inputs are standardised);
+- KL: KL(q(z|x) || N(0, I)) summed over the D latent dims, averaged over the batch;
+- NT-Xent (SimCLR's InfoNCE): two augmented views of each window are positives, the 2B-2 other views
+  of the batch are negatives, cosine similarity / contrastive_temperature, on the projected mu.
+
+Augmentations (`augment`), applied independently to each window, in this order; every one reads only
+the window it is given (B, T, F) and never another sample of the batch, so none can see bars after t:
+1. crop-and-resize: a random contiguous crop of round(u*T) bars, u ~ U[crop_min_fraction, 1], placed
+   anywhere inside the window, stretched back to T bars by linear interpolation (indices stay in
+   [0, T-1]);
+2. random scaling: each feature of the window times (1 + scale_std * N(0, 1));
+3. Gaussian jitter: + jitter_std * N(0, 1) per element; inputs are standardised on the training
+   fold, so jitter_std is in units of each feature's training standard deviation;
+4. time masking: `mask_bars` consecutive bars at a random position set to 0 (the training mean).
+
+Regimes, risk scales and the persistence rule live in `qa_engine.models.guardian_regimes` (torch-free).
+`GuardianInference` is what is exported to ONNX: scaled window (batch, T, F) -> regime probabilities
+(batch, K) and latent mean (batch, D), the ordered centroids and the softmax temperature baked in as
+constants. The scaler is applied outside the graph by `qa_engine.inference.scaling.FeatureScaler`
+from the manifest, the same code as in training (the contract every artifact follows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+import torch
+from torch import Tensor
+from torch import nn
+from torch.nn import functional as F
+
+from qa_engine.errors import ConfigError
+from qa_engine.errors import DataError
+from qa_engine.features.spec import FeatureSet
+from qa_engine.inference.scaling import FeatureScaler
+from qa_engine.inference.scaling import fit_feature_scaler
+from qa_engine.models.data import FoldConfig
+from qa_engine.models.data import iso
+from qa_engine.models.data import window_end_mask
+from qa_engine.models.guardian_regimes import RegimeConfig
+from qa_engine.models.guardian_regimes import RegimeModel
+from qa_engine.models.guardian_regimes import apply_persistence
+from qa_engine.models.guardian_regimes import fit_regimes
+
+# Scale-free features of the default set (returns, volatility, oscillators, relative distances). Price
+# levels (SMA/EMA/Bollinger bands/POC/wavelet level), price-unit MACD/ATR, calendar and sparse candle
+# flags are left out: standardised on one year, a price level drifts out of range the next and the
+# clusters would become "where the price was", not "how the market behaves".
+GUARDIAN_FEATURE_NAMES: tuple[str, ...] = (
+    "log_return_1",
+    "log_return_5",
+    "log_return_15",
+    "log_return_60",
+    "realised_volatility_20",
+    "realised_volatility_60",
+    "natr_14",
+    "atr_ratio_14",
+    "bb_width_20",
+    "bb_percent_b_20",
+    "zscore_close_20",
+    "rsi_14",
+    "williams_r_14",
+    "mfi_14",
+    "obv_slope_20",
+    "volume_ratio_20",
+    "zscore_volume_20",
+    "ofi_20",
+    "vp_poc_distance_96",
+    "wavelet_deviation_64",
+)
+RETURN_FEATURE = "log_return_1"  # realised volatility and returns of windows and regimes come from it
+INPUT_NAME = "window"
+OUTPUT_NAMES = ("regime_probabilities", "latent_mean")  # the shared runner returns the first
+
+
+def guardian_feature_set() -> FeatureSet:
+    """The Guardian's inputs: the default set's specs of `GUARDIAN_FEATURE_NAMES`, in that order."""
+    from qa_engine.features.sets import default_feature_set
+
+    default = default_feature_set()
+    return FeatureSet(
+        name="guardian",
+        version=1,
+        specs=tuple(default.spec(name) for name in GUARDIAN_FEATURE_NAMES),
+        description="scale-free subset of the default set for the Guardian regime detector",
+    )
+
+
+@dataclass(frozen=True)
+class GuardianConfig:
+    """Sizes, loss weights, augmentations and regime rules of the Guardian (one config, in checkpoints)."""
+
+    n_features: int | None = None  # F: derived from the feature table by train_guardian
+    window_bars: int = 32  # T: bars per window, ending at the bar being assessed
+    latent_dim: int = 8  # D
+    hidden_size: int = 32  # C: conv channels
+    encoder_layers: int = 3  # residual dilated conv blocks, dilation 2**i
+    kernel_size: int = 3
+    projection_size: int = 16  # P: contrastive projection head width
+    dropout: float = 0.0
+    beta: float = 0.01  # KL weight
+    contrastive_weight: float = 0.1
+    contrastive_temperature: float = 0.5
+    jitter_std: float = 0.05  # in training standard deviations
+    scale_std: float = 0.1
+    mask_bars: int = 4
+    crop_min_fraction: float = 0.8
+    feature_clip: float = 5.0  # scaled features are clipped to +-feature_clip
+    regimes: RegimeConfig = field(default_factory=RegimeConfig)
+
+    def __post_init__(self) -> None:
+        if self.n_features is not None and self.n_features < 1:
+            raise ValueError(f"n_features must be >= 1, got {self.n_features}")
+        if self.window_bars < 4:
+            raise ValueError(f"window_bars must be >= 4, got {self.window_bars}")
+        for name in ("latent_dim", "hidden_size", "encoder_layers", "projection_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.beta < 0 or self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
+            raise ValueError("beta and contrastive_weight must be >= 0, contrastive_temperature > 0")
+        if self.jitter_std < 0 or self.scale_std < 0 or not 0 <= self.mask_bars < self.window_bars:
+            raise ValueError("jitter_std, scale_std >= 0 and 0 <= mask_bars < window_bars")
+        if not 0.0 < self.crop_min_fraction <= 1.0:
+            raise ValueError(f"crop_min_fraction must be in (0, 1], got {self.crop_min_fraction}")
+        if self.feature_clip <= 0:
+            raise ValueError(f"feature_clip must be > 0, got {self.feature_clip}")
+        if isinstance(self.regimes, dict):  # rebuilt from a checkpoint / manifest dict
+            object.__setattr__(self, "regimes", RegimeConfig(**self.regimes))
+
+    @property
+    def n_regimes(self) -> int:
+        return self.regimes.n_regimes
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> GuardianConfig:
+        return cls(**values)
+
+
+# ---- augmentations ----------------------------------------------------------------------------
+
+
+def augment(x: Tensor, config: GuardianConfig, generator: torch.Generator | None = None) -> Tensor:
+    """One random view of each window (see the module docstring); x (B, T, F) -> (B, T, F)."""
+    batch, bars, features = x.shape
+    options = {"generator": generator, "device": x.device}
+    # 1. crop-and-resize: position j of the view reads p_j = start + j * (L - 1) / (T - 1), 0 <= p_j <= T-1
+    fraction = config.crop_min_fraction + (1.0 - config.crop_min_fraction) * torch.rand(batch, **options)
+    length = torch.clamp(torch.round(fraction * bars), 2, bars)  # (B,)
+    start = torch.floor(torch.rand(batch, **options) * (bars - length + 1))  # (B,)
+    step = (length - 1) / (bars - 1)  # (B,)
+    position = start[:, None] + torch.arange(bars, device=x.device)[None, :] * step[:, None]  # (B, T)
+    position = torch.clamp(position, 0, bars - 1)
+    lower = torch.floor(position).long()  # (B, T)
+    upper = torch.clamp(lower + 1, max=bars - 1)
+    weight = (position - lower).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+    gather_lower = torch.gather(x, 1, lower.unsqueeze(-1).expand(batch, bars, features))  # (B, T, F)
+    gather_upper = torch.gather(x, 1, upper.unsqueeze(-1).expand(batch, bars, features))  # (B, T, F)
+    view = gather_lower + weight * (gather_upper - gather_lower)
+    # 2. random scaling per (window, feature)
+    view = view * (1.0 + config.scale_std * torch.randn(batch, 1, features, **options))
+    # 3. Gaussian jitter per element
+    view = view + config.jitter_std * torch.randn(batch, bars, features, **options)
+    # 4. time masking: mask_bars consecutive bars at a random position -> 0
+    if config.mask_bars:
+        first = torch.floor(torch.rand(batch, **options) * (bars - config.mask_bars + 1))  # (B,)
+        offset = torch.arange(bars, device=x.device)[None, :] - first[:, None]  # (B, T)
+        keep = ~((offset >= 0) & (offset < config.mask_bars))  # (B, T)
+        view = view * keep.unsqueeze(-1).to(x.dtype)
+    return view
+
+
+# ---- the network ------------------------------------------------------------------------------
+
+
+class ConvBlock(nn.Module):
+    """x + dropout(GELU(conv_dilated(x))), 'same' padding over the T bars of one window."""
+
+    def __init__(self, config: GuardianConfig, dilation: int) -> None:
+        super().__init__()
+        padding = dilation * (config.kernel_size - 1) // 2
+        self.conv = nn.Conv1d(
+            config.hidden_size, config.hidden_size, config.kernel_size, padding=padding, dilation=dilation
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, T)
+        return x + self.dropout(F.gelu(self.conv(x)))
+
+
+class Encoder(nn.Module):
+    """(B, T, F) window -> latent mean and log-variance (B, D) each."""
+
+    def __init__(self, config: GuardianConfig) -> None:
+        super().__init__()
+        assert config.n_features is not None
+        self.input = nn.Conv1d(config.n_features, config.hidden_size, kernel_size=1)
+        self.blocks = nn.ModuleList(ConvBlock(config, 2**i) for i in range(config.encoder_layers))
+        self.mean = nn.Linear(2 * config.hidden_size, config.latent_dim)
+        self.log_variance = nn.Linear(2 * config.hidden_size, config.latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.input(x.transpose(1, 2))  # (B, C, T)
+        for block in self.blocks:
+            h = block(h)
+        pooled = torch.cat([h.mean(dim=2), h[:, :, -1]], dim=1)  # (B, 2C)
+        # two heads, not one split in two: the exported graph keeps a static latent width
+        return self.mean(pooled), self.log_variance(pooled).clamp(-10.0, 10.0)  # (B, D), (B, D)
+
+
+class Decoder(nn.Module):
+    """(B, D) latent -> (B, T, F) reconstructed window."""
+
+    def __init__(self, config: GuardianConfig) -> None:
+        super().__init__()
+        assert config.n_features is not None
+        self.hidden_size = config.hidden_size
+        self.window_bars = config.window_bars
+        self.expand = nn.Linear(config.latent_dim, config.hidden_size * config.window_bars)
+        self.conv = nn.Conv1d(
+            config.hidden_size, config.hidden_size, config.kernel_size, padding=(config.kernel_size - 1) // 2
+        )
+        self.output = nn.Conv1d(config.hidden_size, config.n_features, kernel_size=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = F.gelu(self.expand(z)).view(-1, self.hidden_size, self.window_bars)  # (B, C, T)
+        h = h + F.gelu(self.conv(h))  # (B, C, T)
+        return self.output(h).transpose(1, 2)  # (B, T, F)
+
+
+class LossParts(NamedTuple):
+    total: Tensor
+    reconstruction: Tensor
+    kl: Tensor
+    contrastive: Tensor
+
+
+def nt_xent(first: Tensor, second: Tensor, temperature: float) -> Tensor:
+    """SimCLR's NT-Xent: row i of `first` and of `second` are positives; the other 2B-2 rows negatives."""
+    count = first.shape[0]
+    z = F.normalize(torch.cat([first, second], dim=0), dim=1)  # (2B, P)
+    similarity = z @ z.T / temperature  # (2B, 2B)
+    self_mask = torch.eye(2 * count, dtype=torch.bool, device=z.device)
+    similarity = similarity.masked_fill(self_mask, float("-inf"))
+    targets = torch.cat([torch.arange(count, 2 * count), torch.arange(count)]).to(z.device)  # (2B,)
+    return F.cross_entropy(similarity, targets)
+
+
+class ContrastiveVAE(nn.Module):
+    """VAE (encoder, decoder) with a contrastive projection head on the latent mean."""
+
+    def __init__(self, config: GuardianConfig) -> None:
+        super().__init__()
+        if config.n_features is None:
+            raise ConfigError("GuardianConfig.n_features is unset: derive it from the feature table first")
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.projection = nn.Sequential(
+            nn.Linear(config.latent_dim, config.projection_size),
+            nn.GELU(),
+            nn.Linear(config.projection_size, config.projection_size),
+        )
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, T, F) -> reconstruction (B, T, F), latent mean (B, D), log-variance (B, D).
+        The latent is sampled in training mode and is the mean in eval mode."""
+        mean, log_variance = self.encoder(x)
+        if self.training:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+            z = mean + torch.exp(0.5 * log_variance) * noise  # (B, D)
+        else:
+            z = mean
+        return self.decoder(z), mean, log_variance
+
+    def loss(self, x: Tensor, generator: torch.Generator | None = None) -> LossParts:
+        config = self.config
+        reconstruction, mean, log_variance = self(x, generator)
+        reconstruction_loss = F.mse_loss(reconstruction, x)
+        kl = (-0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(dim=1)).mean()
+        contrastive = torch.zeros((), device=x.device)
+        if config.contrastive_weight > 0:
+            first, _ = self.encoder(augment(x, config, generator))  # (B, D)
+            second, _ = self.encoder(augment(x, config, generator))  # (B, D)
+            contrastive = nt_xent(
+                self.projection(first), self.projection(second), config.contrastive_temperature
+            )
+        total = reconstruction_loss + config.beta * kl + config.contrastive_weight * contrastive
+        return LossParts(total, reconstruction_loss, kl, contrastive)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def guardian_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The shared trainer's loss function. In eval mode (validation) the augmentations and the latent
+    sample draw from a generator seeded with 0 on every call, so validation losses of different
+    epochs are comparable and validation never consumes the training RNG."""
+    assert isinstance(model, ContrastiveVAE)
+    generator = None if model.training else torch.Generator().manual_seed(0)
+    return model.loss(batch["x"], generator).total
+
+
+class GuardianInference(nn.Module):
+    """The exported graph: scaled window (B, T, F) -> regime probabilities (B, K), latent mean (B, D)."""
+
+    def __init__(self, encoder: Encoder, regimes: RegimeModel) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("centroids", torch.tensor(regimes.centroids, dtype=torch.float32))  # (K, D)
+        self.inverse_temperature = float(1.0 / regimes.temperature)
+
+    def forward(self, window: Tensor) -> tuple[Tensor, Tensor]:
+        mean, _ = self.encoder(window)  # (B, D)
+        distance = (mean.unsqueeze(1) - self.centroids.unsqueeze(0)).pow(2).sum(dim=2)  # (B, K)
+        return torch.softmax(-distance * self.inverse_temperature, dim=1), mean
+
+
+# ---- windows ----------------------------------------------------------------------------------
+
+
+def window_ends(
+    ts: np.ndarray, window_bars: int, step_ns: int, start_ns: int, end_ns: int, embargo_bars: int = 0
+) -> np.ndarray:
+    """Rows t whose window (rows t-T+1 .. t) is gap-free and whose bar closes in
+    [start_ns + embargo_bars * step, end_ns). Only rows <= t are ever part of the window of t."""
+    complete = window_end_mask(ts, np.zeros(len(ts), dtype=np.int32), window_bars, step_ns)
+    inside = (ts >= start_ns + embargo_bars * step_ns) & (ts < end_ns)
+    return np.flatnonzero(complete & inside).astype(np.int64)
+
+
+def gather_windows(values: np.ndarray, ends: np.ndarray, window_bars: int) -> np.ndarray:
+    """(N, F) rows, (M,) end rows -> (M, T, F) windows; window i holds rows ends[i]-T+1 .. ends[i]."""
+    rows = ends[:, None] + np.arange(-window_bars + 1, 1, dtype=np.int64)[None, :]  # (M, T)
+    if len(ends) and rows.min() < 0:
+        raise DataError(f"window end row {int(ends.min())} has fewer than {window_bars} rows before it")
+    return values[rows]
+
+
+def segment_starts(ends: np.ndarray) -> np.ndarray:
+    """Positions i in `ends` that do not follow the previous end by one row (after a gap)."""
+    if len(ends) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([[0], np.flatnonzero(np.diff(ends) != 1) + 1]).astype(np.int64)
+
+
+@dataclass
+class GuardianWindows:
+    """A split's windows for the shared trainer: `batch(indices)` -> {"x": (B, T, F) float32}."""
+
+    features: np.ndarray  # (N, F) float32, scaled
+    ends: np.ndarray  # (M,) rows where the windows end, increasing
+    window_bars: int
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {"x": gather_windows(self.features, self.ends[indices], self.window_bars)}
+
+
+@torch.no_grad()
+def encode_windows(
+    network: ContrastiveVAE, scaled: np.ndarray, ends: np.ndarray, batch_size: int = 4096
+) -> np.ndarray:
+    """(M, D) float64 latent means of the windows ending at `ends` (rows of the scaled table)."""
+    network.eval()
+    bars = network.config.window_bars
+    parts = [
+        network.encoder(torch.from_numpy(gather_windows(scaled, ends[i : i + batch_size], bars)))[0].numpy()
+        for i in range(0, len(ends), batch_size)
+    ]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, network.config.latent_dim))
+
+
+def window_volatility(returns: np.ndarray, ends: np.ndarray, window_bars: int) -> np.ndarray:
+    """(M,) population std of the 1-bar log returns inside each window."""
+    return gather_windows(returns[:, None], ends, window_bars)[:, :, 0].std(axis=1)
+
+
+# ---- the trained Guardian ---------------------------------------------------------------------
+
+
+@dataclass
+class GuardianModel:
+    """A trained Guardian: network, training-fold scaler, fitted regimes and where they came from."""
+
+    config: GuardianConfig
+    network: ContrastiveVAE
+    scaler: FeatureScaler
+    regimes: RegimeModel
+    interval: str
+    step_ns: int
+    fold: FoldConfig | None = None
+    feature_set: FeatureSet | None = None  # the resolved set that produced the table, if known
+    declared_feature_set_hash: str | None = None
+    training_data: dict[str, Any] = field(default_factory=dict)
+    trainer_config: dict[str, Any] = field(default_factory=dict)
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.scaler.names
+
+    def inference_module(self) -> GuardianInference:
+        return GuardianInference(self.network.encoder, self.regimes).eval()
+
+    def scaled(self, feature_table: pl.DataFrame) -> np.ndarray:
+        missing = [name for name in self.feature_names if name not in feature_table.columns]
+        if missing:
+            raise DataError(f"feature table lacks the Guardian's features {missing}")
+        values = feature_table.select(self.feature_names).to_numpy().astype(np.float64)
+        return self.scaler.transform(values).astype(np.float32)
+
+    def encode(self, scaled: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """(M, D) latent means of the windows ending at `ends` (rows of `scaled`)."""
+        return encode_windows(self.network, scaled, ends)
+
+    def assign(
+        self, feature_table: pl.DataFrame, start_ns: int | None = None, end_ns: int | None = None
+    ) -> pl.DataFrame:
+        """Regimes of every bar of `feature_table` (closing in [start_ns, end_ns)) that has a full
+        window: ts, regime_raw (nearest centroid), regime (after persistence), risk_scale, p_0..p_{K-1}.
+        Persistence runs in time order and restarts after each gap."""
+        ts = _ts_ns(feature_table)
+        ends = window_ends(
+            ts,
+            self.config.window_bars,
+            self.step_ns,
+            np.iinfo(np.int64).min // 2 if start_ns is None else start_ns,
+            np.iinfo(np.int64).max if end_ns is None else end_ns,
+        )
+        latent = self.encode(self.scaled(feature_table), ends)
+        probabilities = self.regimes.probabilities(latent)
+        regime = apply_persistence(probabilities, self.regimes.config, segment_starts(ends))
+        columns: dict[str, Any] = {
+            "ts": ts[ends],
+            "regime_raw": probabilities.argmax(axis=1).astype(np.int64),
+            "regime": regime,
+            "risk_scale": self.regimes.risk_scale[regime],
+        }
+        columns.update({f"p_{k}": probabilities[:, k] for k in range(self.regimes.n_regimes)})
+        return pl.DataFrame(columns)
+
+    def save(self, path: Path) -> Path:
+        """A checkpoint that carries everything needed to rebuild the model (config included)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "kind": "guardian",
+                "config": asdict(self.config),
+                "model_state": self.network.state_dict(),
+                "scaler": {
+                    "names": list(self.scaler.names),
+                    "mean": self.scaler.mean.tolist(),
+                    "std": self.scaler.std.tolist(),
+                    "clip": self.scaler.clip,
+                },
+                "regimes": self.regimes.to_dict(),
+                "interval": self.interval,
+                "step_ns": self.step_ns,
+                "fold": None if self.fold is None else self.fold.model_dump(mode="json"),
+                "feature_set": None if self.feature_set is None else self.feature_set.canonical_json(),
+                "declared_feature_set_hash": self.declared_feature_set_hash,
+                "training_data": self.training_data,
+                "trainer_config": self.trainer_config,
+                "validation_metrics": self.validation_metrics,
+                "windows": self.windows,
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> GuardianModel:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if checkpoint.get("kind") != "guardian":
+            raise ConfigError(f"{path} is not a Guardian checkpoint")
+        config = GuardianConfig.from_dict(checkpoint["config"])
+        network = ContrastiveVAE(config)
+        network.load_state_dict(checkpoint["model_state"])
+        network.eval()
+        scaler_values = checkpoint["scaler"]
+        feature_set = None
+        if checkpoint["feature_set"] is not None:
+            from qa_engine.inference.artifact import feature_set_from_canonical
+
+            feature_set = feature_set_from_canonical(json.loads(checkpoint["feature_set"]))
+        return cls(
+            config=config,
+            network=network,
+            scaler=FeatureScaler(
+                tuple(scaler_values["names"]),
+                np.asarray(scaler_values["mean"]),
+                np.asarray(scaler_values["std"]),
+                float(scaler_values["clip"]),
+            ),
+            regimes=RegimeModel.from_dict(checkpoint["regimes"]),
+            interval=checkpoint["interval"],
+            step_ns=int(checkpoint["step_ns"]),
+            fold=None if checkpoint["fold"] is None else FoldConfig.model_validate(checkpoint["fold"]),
+            feature_set=feature_set,
+            declared_feature_set_hash=checkpoint["declared_feature_set_hash"],
+            training_data=checkpoint["training_data"],
+            trainer_config=checkpoint["trainer_config"],
+            validation_metrics=checkpoint["validation_metrics"],
+            windows=checkpoint["windows"],
+        )
+
+
+def _ts_ns(feature_table: pl.DataFrame) -> np.ndarray:
+    ts = feature_table.get_column("ts")
+    if ts.dtype.is_temporal():
+        ts = ts.cast(pl.Datetime("ns", getattr(ts.dtype, "time_zone", None))).dt.epoch("ns")
+    values = ts.to_numpy().astype(np.int64)
+    if len(values) > 1 and np.any(np.diff(values) <= 0):
+        raise DataError("feature table ts must be strictly increasing")
+    return values
+
+
+def table_sha256(feature_table: pl.DataFrame, names: tuple[str, ...]) -> str:
+    """sha256 of ts (int64) and the named feature columns (float64), little-endian, column by column."""
+    digest = hashlib.sha256()
+    digest.update(b"ts")
+    digest.update(np.ascontiguousarray(_ts_ns(feature_table), dtype="<i8").tobytes())
+    for name in names:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(feature_table.get_column(name).to_numpy(), dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def loss_components(network: ContrastiveVAE, windows: GuardianWindows, limit: int = 8192) -> dict[str, float]:
+    """Mean reconstruction, KL and contrastive losses over an evenly spaced subset, in eval mode, with
+    the same fixed generator as validation."""
+    network.eval()
+    indices = np.unique(np.linspace(0, len(windows) - 1, min(limit, len(windows))).round().astype(np.int64))
+    sums = dict.fromkeys(("total", "reconstruction", "kl", "contrastive"), 0.0)
+    for start in range(0, len(indices), 1024):
+        chunk = indices[start : start + 1024]
+        parts = network.loss(torch.from_numpy(windows.batch(chunk)["x"]), torch.Generator().manual_seed(0))
+        for name, value in parts._asdict().items():
+            sums[name] += float(value) * len(chunk)
+    return {name: value / len(indices) for name, value in sums.items()}
+
+
+@dataclass
+class GuardianTraining:
+    """What `train_guardian` returns: the trained model, the trainer's result, per-split windows."""
+
+    model: GuardianModel
+    result: Any  # qa_engine.models.training.TrainingResult
+    splits: dict[str, GuardianWindows]
+    returns: np.ndarray  # (N,) raw 1-bar log returns of the table rows
+    ts: np.ndarray  # (N,) bar close times of the table rows
+
+
+def train_guardian(
+    feature_table: pl.DataFrame,
+    fold: FoldConfig,
+    run_dir: Path,
+    config: GuardianConfig | None = None,
+    trainer_config: Any = None,
+    interval: str = "5m",
+    feature_set: FeatureSet | None = None,
+    declared_feature_set_hash: str | None = None,
+    training_data: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> GuardianTraining:
+    """Train the Guardian on the fold's training range, stop early on its validation range, fit regimes.
+
+    feature_table: `ts` (bar close, ns or datetime) and at least the Guardian's features (the names of
+    `feature_set` if given, else `GUARDIAN_FEATURE_NAMES`) plus `log_return_1`; rows may have gaps
+    (windows never cross one). The scaler is fitted on rows closing in the training range only,
+    k-means on the latent means of the training windows only. Validation windows start `window_bars`
+    bars after validation_start, so they hold no training bar. trainer_config: the shared
+    `TrainerConfig` (checkpoint/resume, early stopping, curves and progress under run_dir).
+    """
+    from qa_engine.features.io import interval_ns
+    from qa_engine.models.training import Trainer
+    from qa_engine.models.training import TrainerConfig
+
+    trainer_config = trainer_config or TrainerConfig()
+    names = feature_set.names if feature_set is not None else GUARDIAN_FEATURE_NAMES
+    missing = [name for name in (*names, RETURN_FEATURE) if name not in feature_table.columns]
+    if missing:
+        raise DataError(f"feature table lacks columns {missing}; build it with guardian_feature_set()")
+    config = config or GuardianConfig()
+    if config.n_features is None:
+        config = replace(config, n_features=len(names))
+    elif config.n_features != len(names):
+        raise ConfigError(
+            f"GuardianConfig.n_features is {config.n_features} but the table has {len(names)} features"
+        )
+    step = interval_ns(interval)
+    ts = _ts_ns(feature_table)
+    raw = feature_table.select(names).to_numpy().astype(np.float64)
+    returns = feature_table.get_column(RETURN_FEATURE).to_numpy().astype(np.float64)
+    if not (np.all(np.isfinite(raw)) and np.all(np.isfinite(returns))):
+        raise DataError("feature table holds null/NaN/inf values; drop the warm-up rows first")
+
+    train_start, train_end = fold.bounds_ns("train")
+    train_rows = (ts >= train_start) & (ts < train_end)
+    scaler = fit_feature_scaler(raw[train_rows], tuple(names), clip=config.feature_clip)
+    scaled = scaler.transform(raw).astype(np.float32)
+    bars = config.window_bars
+    ends = {
+        "train": window_ends(ts, bars, step, train_start, train_end),
+        "validation": window_ends(ts, bars, step, *fold.bounds_ns("validation"), embargo_bars=bars),
+        "test": window_ends(ts, bars, step, *fold.bounds_ns("test"), embargo_bars=0),
+    }
+    for split in ("train", "validation"):
+        if len(ends[split]) < max(config.n_regimes, 2):
+            start, end = fold.bounds_ns(split)
+            raise DataError(
+                f"fold '{fold.name}': only {len(ends[split])} {split} windows of {bars} bars in "
+                f"[{iso(start)}, {iso(end)}); give the split more bars"
+            )
+    splits = {split: GuardianWindows(scaled, rows, bars) for split, rows in ends.items()}
+
+    torch.manual_seed(trainer_config.seed)
+    network = ContrastiveVAE(config)
+    trainer = Trainer(
+        network, guardian_loss, trainer_config, run_dir, asdict(config), description=f"guardian {fold.name}"
+    )
+    result = trainer.fit(splits["train"], splits["validation"], resume=resume)
+    network = trainer.model.to("cpu").eval()
+
+    train_ends = ends["train"]
+    regimes = fit_regimes(
+        encode_windows(network, scaled, train_ends),
+        window_volatility(returns, train_ends, bars),
+        returns[train_ends],
+        config.regimes,
+        segment_starts(train_ends),
+    )
+    used = feature_table.filter(pl.Series(ts < train_end))
+    model = GuardianModel(
+        config=config,
+        network=network,
+        scaler=scaler,
+        regimes=regimes,
+        interval=interval,
+        step_ns=step,
+        fold=fold,
+        feature_set=feature_set,
+        declared_feature_set_hash=declared_feature_set_hash,
+        training_data=training_data
+        or {
+            "sources": ["feature table"],
+            "first_bar_close": iso(int(ts[0])),
+            "last_bar_close": iso(int(ts[train_rows][-1])),
+            "rows": int(used.height),
+            "sha256": table_sha256(used, tuple(names)),
+        },
+        trainer_config=asdict(trainer_config),
+        windows={split: len(rows) for split, rows in ends.items()},
+    )
+    metrics = {f"validation_{k}": v for k, v in loss_components(network, splits["validation"]).items()}
+    metrics.update(_silhouette(model, scaled, ends["validation"]))
+    metrics["best_epoch"] = float(result.best_epoch)
+    metrics["secs_per_epoch"] = float(result.secs_per_epoch)
+    model.validation_metrics = metrics
+    model.save(run_dir / "guardian.pt")
+    return GuardianTraining(model, result, splits, returns, ts)
+
+
+def _silhouette(
+    model: GuardianModel, scaled: np.ndarray, ends: np.ndarray, sample: int = 4000
+) -> dict[str, float]:
+    """Silhouette of the nearest-centroid assignment of validation latents (an evenly spaced sample)."""
+    from sklearn.metrics import silhouette_score
+
+    chosen = ends[np.unique(np.linspace(0, len(ends) - 1, min(sample, len(ends))).round().astype(np.int64))]
+    latent = model.encode(scaled, chosen)
+    labels = model.regimes.assign(latent)
+    if len(np.unique(labels)) < 2:
+        return {"validation_silhouette": float("nan")}
+    return {"validation_silhouette": float(silhouette_score(latent, labels))}
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def export_guardian(
+    model: GuardianModel, folder: Path, parity_windows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """model.onnx + manifest.json in `folder`; returns the manifest as a dict (and checks parity).
+
+    parity_windows (B, T, F) scaled windows for the torch-vs-onnxruntime check; random ones if None.
+    Raises RuntimeError if the largest difference exceeds 1e-5.
+    """
+    from qa_engine.models.export import export_onnx
+    from qa_engine.models.export import parity_max_abs_diff
+
+    config = model.config
+    assert config.n_features is not None
+    module = model.inference_module()
+    example = torch.zeros(1, config.window_bars, config.n_features)
+    exported = export_onnx(module, {INPUT_NAME: example}, list(OUTPUT_NAMES), folder / "model.onnx")
+    if parity_windows is None:
+        parity_windows = np.random.default_rng(0).standard_normal((16, config.window_bars, config.n_features))
+    difference = parity_max_abs_diff(
+        module, exported.path, {INPUT_NAME: np.asarray(parity_windows, np.float32)}
+    )
+    if difference > 1e-5:
+        raise RuntimeError(f"torch vs onnxruntime differ by {difference:.3g} > 1e-5 on the Guardian graph")
+    manifest = guardian_manifest(model, exported, difference)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def guardian_manifest(model: GuardianModel, exported: Any, parity_difference: float) -> dict[str, Any]:
+    """The manifest in the shared schema (`qa_engine.models.manifest`) with a `guardian` section;
+    validated by `GuardianArtifactManifest` until the shared schema lists the kind itself."""
+    from qa_engine.models.guardian_regimes import GuardianArtifactManifest
+    from qa_engine.models.guardian_regimes import GuardianSection
+    from qa_engine.models.manifest import CodeRecord
+    from qa_engine.models.manifest import DataRecord
+    from qa_engine.models.manifest import FeatureSetRecord
+    from qa_engine.models.manifest import FoldRecord
+    from qa_engine.models.manifest import ScalerRecord
+    from qa_engine.models.manifest import WindowRecord
+    from qa_engine.models.manifest import code_version
+    from qa_engine.models.manifest import utc_now
+    from qa_engine.models.oracle import package_version
+
+    config = model.config
+    commit, dirty = code_version()
+    feature_set = model.feature_set or guardian_feature_set()
+    if feature_set.names != model.feature_names:
+        raise ConfigError(
+            f"feature set names {feature_set.names} differ from the scaler's {model.feature_names}"
+        )
+    fold = model.fold or FoldConfig(
+        name="unknown",
+        train_start="1970-01-01",
+        validation_start="1970-01-02",
+        test_start="1970-01-03",
+        test_end="1970-01-04",
+    )
+    metrics = {k: float(v) for k, v in model.validation_metrics.items() if math.isfinite(v)}
+    manifest = GuardianArtifactManifest(
+        model_name="contrastive_vae",
+        created_utc=utc_now(),
+        model_sha256=exported.sha256,
+        feature_set=FeatureSetRecord(
+            name=feature_set.name,
+            version=feature_set.version,
+            hash=feature_set.hash,
+            declared_hash=model.declared_feature_set_hash or feature_set.hash,
+            names=list(feature_set.names),
+            canonical=json.loads(feature_set.canonical_json()),
+            warmup_bars=feature_set.warmup_bars,
+        ),
+        window=WindowRecord(interval=model.interval, encoder_bars=config.window_bars, horizon_bars=0),
+        scaler=ScalerRecord(
+            mean=model.scaler.mean.tolist(),
+            std=model.scaler.std.tolist(),
+            clip=model.scaler.clip,
+            fitted_on=f"train split of fold {fold.name}",
+        ),
+        inputs=exported.inputs,
+        outputs=exported.outputs,
+        training_data=DataRecord(**model.training_data),
+        folds=[
+            FoldRecord(
+                name=fold.name,
+                train_start=iso(fold.bounds_ns("train")[0]),
+                validation_start=iso(fold.bounds_ns("validation")[0]),
+                test_start=iso(fold.bounds_ns("test")[0]),
+                test_end=iso(fold.bounds_ns("test")[1]),
+                embargo_bars=config.window_bars,
+                windows=dict(model.windows),
+            )
+        ],
+        trained_on_fold=fold.name,
+        code=CodeRecord(
+            git_commit=commit,
+            git_dirty=dirty,
+            package_version=package_version(),
+            torch_version=torch.__version__,
+            onnx_opset=exported.opset,
+        ),
+        model_config_values=asdict(config),
+        trainer_config=model.trainer_config,
+        validation_metrics={**metrics, "onnx_parity_max_abs_diff": parity_difference},
+        guardian=GuardianSection.from_regimes(model.regimes, config.latent_dim),
+    )
+    return manifest.model_dump(mode="json")

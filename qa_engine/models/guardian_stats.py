@@ -1,0 +1,182 @@
+"""Guardian regime statistics: pure functions over a regime sequence (numpy, scipy, scikit-learn).
+
+Input everywhere: `labels` (N,) regime per bar in time order and, where runs or transitions matter,
+`segment_starts` (rows that follow a gap in the bars; nothing is counted across a gap).
+- `regime_statistics`: per regime share of bars, realised volatility and mean return of the bar itself
+  (log return of bar t, known at t), mean forward return (bar t+1, in the same gap-free segment),
+  runs and their durations (mean, median, max, in bars), plus the transition matrix;
+- `transition_matrix`: bar-to-bar counts and row-normalised probabilities P[i, j] = P(j at t+1 | i at t);
+- `fold_stability`: two models' labels of the same bars: adjusted Rand index, raw agreement (labels
+  are ordered by volatility, so equal labels should mean the same regime) and agreement after the best
+  one-to-one label matching (scipy's linear_sum_assignment on the confusion matrix);
+- `plot_regimes`: price coloured by regime, the regime below it (matplotlib, Agg), saved to a path.
+Everything returns JSON-ready dicts (floats, ints, lists).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa_engine.models.guardian_regimes import run_bounds
+
+BARS_PER_YEAR_5M = 365 * 24 * 12
+
+
+def _segment_start_mask(count: int, segment_starts: np.ndarray | None) -> np.ndarray:
+    """(N,) True at rows that start a gap-free segment (row 0 always does)."""
+    mask = np.zeros(count, dtype=bool)
+    if count:
+        mask[0] = True
+    if segment_starts is not None:
+        rows = np.asarray(segment_starts, dtype=np.int64)
+        mask[rows[(rows >= 0) & (rows < count)]] = True
+    return mask
+
+
+def run_lengths(labels: np.ndarray, segment_starts: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(label, length in bars) of every maximal run, in time order; runs end at gaps."""
+    return [(label, end - start) for label, start, end in run_bounds(np.asarray(labels), segment_starts)]
+
+
+def transition_matrix(
+    labels: np.ndarray, n_regimes: int, segment_starts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, probabilities), both (K, K): row i, column j counts bars t with label i followed by a
+    bar t+1 (same segment) with label j; rows of probabilities sum to 1 (a row never seen stays 0)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.zeros((n_regimes, n_regimes), dtype=np.int64)
+    if len(labels) > 1:
+        follows = ~_segment_start_mask(len(labels), segment_starts)[1:]  # t+1 is in t's segment
+        np.add.at(counts, (labels[:-1][follows], labels[1:][follows]), 1)
+    totals = counts.sum(axis=1, keepdims=True)
+    probabilities = np.divide(counts, totals, out=np.zeros_like(counts, dtype=np.float64), where=totals > 0)
+    return counts, probabilities
+
+
+def regime_statistics(
+    labels: np.ndarray,
+    log_returns: np.ndarray,
+    n_regimes: int,
+    segment_starts: np.ndarray | None = None,
+    bars_per_year: float = BARS_PER_YEAR_5M,
+) -> dict[str, Any]:
+    """Per-regime facts of a labelled bar sequence; log_returns (N,) = ln(close[t] / close[t-1])."""
+    labels = np.asarray(labels, dtype=np.int64)
+    returns = np.asarray(log_returns, dtype=np.float64)
+    count = len(labels)
+    if returns.shape != (count,):
+        raise ValueError(f"need one log return per label, got {returns.shape} for {count} labels")
+    starts = _segment_start_mask(count, segment_starts)
+    forward = np.full(count, np.nan)
+    if count > 1:
+        forward[:-1] = np.where(starts[1:], np.nan, returns[1:])  # bar t+1's return, same segment only
+    runs = run_lengths(labels, segment_starts)
+    counts, probabilities = transition_matrix(labels, n_regimes, segment_starts)
+    regimes = []
+    for k in range(n_regimes):
+        mine = labels == k
+        durations = np.array([length for label, length in runs if label == k], dtype=np.float64)
+        ahead = forward[mine & np.isfinite(forward)]
+        bars = int(mine.sum())
+        volatility = float(returns[mine].std()) if bars else float("nan")
+        regimes.append(
+            {
+                "regime": k,
+                "bars": bars,
+                "share": bars / count if count else float("nan"),
+                "volatility_per_bar": volatility,
+                "volatility_annualised": volatility * float(np.sqrt(bars_per_year)),
+                "mean_return_per_bar_bps": float(returns[mine].mean() * 1e4) if bars else float("nan"),
+                "mean_forward_return_per_bar_bps": float(ahead.mean() * 1e4) if len(ahead) else float("nan"),
+                "runs": len(durations),
+                "mean_duration_bars": float(durations.mean()) if len(durations) else float("nan"),
+                "median_duration_bars": float(np.median(durations)) if len(durations) else float("nan"),
+                "max_duration_bars": int(durations.max()) if len(durations) else 0,
+            }
+        )
+    return {
+        "bars": count,
+        "regimes": regimes,
+        "transition_counts": counts.tolist(),
+        "transition_matrix": probabilities.tolist(),
+        "switches": int(sum(counts[i, j] for i in range(n_regimes) for j in range(n_regimes) if i != j)),
+        "runs": len(runs),
+    }
+
+
+def fold_stability(labels_a: np.ndarray, labels_b: np.ndarray, n_regimes: int) -> dict[str, Any]:
+    """How alike two labellings of the same bars are (e.g. models refitted on different folds)."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score
+
+    a = np.asarray(labels_a, dtype=np.int64)
+    b = np.asarray(labels_b, dtype=np.int64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equal-length, non-empty label sequences, got {a.shape} and {b.shape}")
+    confusion = np.zeros((n_regimes, n_regimes), dtype=np.int64)
+    np.add.at(confusion, (a, b), 1)
+    rows, columns = linear_sum_assignment(-confusion)
+    return {
+        "bars": len(a),
+        "adjusted_rand_index": float(adjusted_rand_score(a, b)),
+        "agreement": float(np.mean(a == b)),
+        "matched_agreement": float(confusion[rows, columns].sum() / len(a)),
+        "matching": {int(r): int(c) for r, c in zip(rows, columns, strict=True)},
+        "confusion": confusion.tolist(),
+    }
+
+
+def plot_regimes(
+    ts_ns: np.ndarray,
+    close: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    title: str,
+    n_regimes: int,
+    segment_starts: np.ndarray | None = None,
+    risk_scale: np.ndarray | None = None,
+) -> Path:
+    """Close price coloured by regime (0 = calmest, blue .. most volatile, red), and the regime below it;
+    nothing is drawn across a gap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
+    labels = np.asarray(labels, dtype=np.int64)
+    times = np.asarray(ts_ns, dtype="datetime64[ns]")
+    x = matplotlib.dates.date2num(times)
+    y = np.asarray(close, dtype=np.float64)
+    colours = matplotlib.colormaps["coolwarm"](np.linspace(0.0, 1.0, n_regimes))
+    follows = ~_segment_start_mask(len(labels), segment_starts)[1:]
+    points = np.column_stack([x, y])
+    segments = np.stack([points[:-1], points[1:]], axis=1)[follows]  # (S, 2, 2)
+    figure, (price_axis, regime_axis) = plt.subplots(
+        2, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    price_axis.add_collection(LineCollection(segments, colors=colours[labels[1:][follows]], linewidths=0.6))
+    price_axis.set_xlim(x.min(), x.max())
+    price_axis.set_ylim(y.min() * 0.98, y.max() * 1.02)
+    price_axis.set_ylabel("close")
+    price_axis.set_title(title)
+    names = [
+        f"regime {k}" + ("" if risk_scale is None else f" (risk {float(risk_scale[k]):.2f})")
+        for k in range(n_regimes)
+    ]
+    handles = [Line2D([0], [0], color=colours[k], linewidth=2) for k in range(n_regimes)]
+    price_axis.legend(handles, names, loc="upper left", fontsize=8)
+    regime_axis.scatter(x, labels, c=colours[labels], s=0.5, marker="|")
+    regime_axis.set_yticks(range(n_regimes))
+    regime_axis.set_ylabel("regime")
+    regime_axis.xaxis_date()
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
