@@ -2,8 +2,10 @@
 
 onnxruntime only; nothing here imports torch. `load_artifact` refuses, with a ConfigError that names
 every difference, an artifact whose manifest does not match:
-- the feature set the caller will compute (hash; and if the hashes differ, which names are missing,
-  extra or out of order, and which specs differ),
+- the feature set the caller will compute: its hash must be the fitted set's (`Artifact.feature_set()`
+  rebuilds it); if not, the message says which names are missing, extra or out of order and which
+  specs differ (`Artifact.check_registered` compares the code's registered set with the one the
+  model was fitted from),
 - the window the caller will feed (encoder length) and the bar interval,
 - its own model.onnx (file hash, input and output names and shapes).
 """
@@ -34,6 +36,20 @@ class Artifact:
         """The exact (fitted) feature set the model needs, rebuilt from the manifest's canonical specs;
         a FeatureActor computes this set (its hash equals the manifest's)."""
         return feature_set_from_canonical(self.manifest.feature_set.canonical)
+
+    def check_registered(self, registered: FeatureSet) -> None:
+        """Refuse (ConfigError) if the code's registered set no longer is the one this model was fitted
+        from (`declared_hash`): the feature code changed since training, so retrain the model."""
+        record = self.manifest.feature_set
+        if registered.hash == record.declared_hash:
+            return
+        lines = [
+            f"the registered feature set '{registered.name}' v{registered.version} (hash "
+            f"{registered.hash[:12]}...) is not the one the model was fitted from "
+            f"({record.declared_hash[:12]}...): the feature code changed since training; retrain the model"
+        ]
+        lines += describe_feature_differences(registered.names, tuple(record.names))
+        raise ConfigError(f"artifact {self.folder}:\n  - " + "\n  - ".join(lines))
 
 
 def feature_set_from_canonical(document: dict) -> FeatureSet:
@@ -104,16 +120,22 @@ def _spec_differences(expected: FeatureSet, manifest_canonical: dict) -> list[st
 
 
 def check_feature_set(manifest: ArtifactManifest, expected: FeatureSet, where: str) -> None:
-    """Accept `expected` if its hash is the manifest's fitted hash, or its declared (unfitted) hash with
-    the same names in the same order; refuse otherwise, naming every difference."""
+    """Accept `expected` only if its hash is the manifest's: the fitted set, exactly what the model was
+    trained on. The registered set before fitting (the manifest's `declared_hash`) is refused too: its
+    fitted parameters (the FFD order) differ, so its values would; the message says what to compute."""
     record = manifest.feature_set
     names = tuple(record.names)
     if expected.hash == record.hash:
         if expected.names != names:  # the hash covers the ordered specs, so this cannot happen
             raise ConfigError(f"{where}: feature-set hash matches but names differ; the manifest was edited")
         return
-    if expected.hash == record.declared_hash and expected.names == names:
-        return
+    if expected.hash == record.declared_hash:
+        lines = [
+            f"feature set '{expected.name}' is the registered set before fitting; the model was trained on "
+            "the set fitted on its training range; compute Artifact.feature_set() (the manifest's specs)"
+        ]
+        lines += _spec_differences(expected, record.canonical)
+        raise ConfigError(f"{where}: refusing to load:\n  - " + "\n  - ".join(lines))
     lines = [
         f"feature set '{expected.name}' v{expected.version} hash {expected.hash[:12]}... does not match "
         f"the model's '{record.name}' v{record.version} hash {record.hash[:12]}... "
@@ -167,8 +189,8 @@ def load_artifact(
 ) -> Artifact:
     """Read and check an artifact folder; see the module docstring for what is refused.
 
-    expected_feature_set: the set the caller will compute (fitted or as declared); None skips that
-    check (tools that only inspect). window_bars / interval: what the caller will feed.
+    expected_feature_set: the set the caller will compute (it must be the fitted set); None skips
+    that check (tools that only inspect). window_bars / interval: what the caller will feed.
     """
     folder = Path(folder)
     artifact = Artifact(folder, read_manifest(folder))

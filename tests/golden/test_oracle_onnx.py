@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from qa_engine.errors import ConfigError
 from qa_engine.features.sets import default_feature_set
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.runner import OnnxRunner
@@ -70,9 +71,11 @@ def golden_window(runner: OnnxRunner, feature_set) -> np.ndarray:
 def test_committed_artifact_still_forecasts_the_reviewed_numbers(regen_golden: bool) -> None:
     if not (ARTIFACT / "manifest.json").exists():
         pytest.skip("no committed Oracle artifact")
-    artifact = load_artifact(
-        ARTIFACT, expected_feature_set=default_feature_set(), window_bars=60, interval="5m"
-    )
+    inspected = load_artifact(ARTIFACT, window_bars=60, interval="5m")
+    inspected.check_registered(default_feature_set())  # the feature code has not changed since training
+    with pytest.raises(ConfigError, match="registered set before fitting(.|\n)*ffd_log_close"):
+        load_artifact(ARTIFACT, expected_feature_set=default_feature_set())  # unfitted FFD order: refused
+    artifact = load_artifact(ARTIFACT, expected_feature_set=inspected.feature_set(), window_bars=60)
     runner = OnnxRunner(artifact)
 
     forecast = runner.predict(golden_window(runner, artifact.feature_set()))

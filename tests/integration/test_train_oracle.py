@@ -51,9 +51,9 @@ def test_train_oracle_writes_a_checked_artifact_and_an_out_of_sample_report(
 
     assert main(argv) == 0
 
-    artifact = load_artifact(
-        tmp_path, expected_feature_set=default_feature_set(), window_bars=24, interval="5m"
-    )
+    artifact = load_artifact(tmp_path, window_bars=24, interval="5m")
+    artifact.check_registered(default_feature_set())
+    artifact = load_artifact(tmp_path, expected_feature_set=artifact.feature_set(), window_bars=24)
     manifest = artifact.manifest
     assert [fold.name for fold in manifest.folds] == ["a", "b"] and manifest.trained_on_fold == "b"
     assert manifest.feature_set.declared_hash == default_feature_set().hash

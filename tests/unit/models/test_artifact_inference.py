@@ -114,6 +114,16 @@ def test_wrong_feature_hash_is_refused_naming_the_feature(artifact) -> None:
     ) in message
 
 
+def test_a_changed_registered_feature_set_means_retrain(artifact) -> None:
+    loaded = load_artifact(artifact[0])
+    small = small_feature_set()
+    changed = small.replace_spec(small.spec("log_return_5").with_params(lag_bars=6))
+
+    loaded.check_registered(small)  # unchanged code: accepted
+    with pytest.raises(ConfigError, match="the feature code changed since training; retrain the model"):
+        loaded.check_registered(changed)
+
+
 def test_wrong_feature_order_is_refused(artifact) -> None:
     folder, *_ = artifact
     small = small_feature_set()
