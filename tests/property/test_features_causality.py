@@ -100,7 +100,12 @@ def test_values_after_warmup_do_not_depend_on_where_history_starts(frame: pl.Dat
     # EMA-type features forget their seed to 1e-9 of its offset within their warm-up; windowed ones
     # are exact up to rounding of running sums.
     scale = np.maximum(np.abs(aligned), 1.0)
+    # A MACD value is a difference of two price-level EMAs: their seeds are forgotten to 1e-9 of the
+    # PRICE, which can be 1e-7 of a small MACD value; measure it against the close.
+    close_scale = np.maximum(frame["close"].to_numpy()[skipped:], 1.0)
     for column, spec in enumerate(RESOLVED_SPECS):
+        if spec.kind == "macd":
+            scale[:, column] = np.maximum(scale[:, column], close_scale)
         rows = slice(spec.warmup_bars - 1, None)
         first, second = later_values[rows, column], aligned[rows, column]
         close = np.abs(first - second) <= 1e-7 * scale[rows, column]

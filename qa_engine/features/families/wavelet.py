@@ -68,9 +68,15 @@ def _denoised_batch(context: BatchContext, spec: FeatureSpec) -> np.ndarray:
         windows = sliding_window_view(close, window)
         for start in range(0, len(windows), CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, len(windows))
-            out[start + window - 1 : stop + window - 1] = wavelet_denoise_last_batch(
-                windows[start:stop], operator
-            )
+            block = windows[start:stop]
+            if len(block) < CHUNK_ROWS:
+                # BLAS picks its kernel by matrix shape: a short last block would round a row's value
+                # differently from the same row inside a full block (1 ulp), so a value could change
+                # when later bars arrive. Padding keeps every product the same shape.
+                block = np.concatenate([block, np.repeat(block[-1:], CHUNK_ROWS - len(block), axis=0)])
+            out[start + window - 1 : stop + window - 1] = wavelet_denoise_last_batch(block, operator)[
+                : stop - start
+            ]
         return out
 
     key = ("wavelet", operator.window_bars, spec.param("wavelet"), spec.param("level"), spec.param("mode"))
