@@ -428,9 +428,13 @@ def test_committed_artifact_loads_against_the_default_feature_set(family, repo_r
     folder = repo_root / "artifacts" / "baselines" / "models" / family
     if not folder.is_dir():
         pytest.skip(f"{folder} is not there (run the command in artifacts/baselines/README.md)")
-    artifact = load_baseline_artifact(folder, default_feature_set(), "5m")
+    # The registered (unfitted) default set is refused: its FFD order and OFI fallback differ from
+    # the set fitted on the training range, which the artifact carries and the feed must compute.
+    with pytest.raises(ConfigError, match="registered set before fitting"):
+        load_baseline_artifact(folder, default_feature_set(), "5m")
+    feature_set = load_baseline_artifact(folder, None, "5m").feature_set()
+    artifact = load_baseline_artifact(folder, feature_set, "5m")
     classifier = BaselineClassifier(artifact)
-    feature_set = artifact.feature_set()
     bars = bybit_bars().tail(feature_set.warmup_bars + 40)
     table = build_feature_table(bars, feature_set, STEP_NS).table
     window = table.select(list(feature_set.names)).to_numpy()[-WINDOW_BARS:]
