@@ -189,6 +189,7 @@ MANIFEST_TYPES: dict[str, str] = {
     "oracle": "qa_engine.models.manifest:ArtifactManifest",
     "guardian": "qa_engine.models.guardian_regimes:GuardianArtifactManifest",
     "baseline": "qa_engine.models.baseline_manifest:BaselineArtifactManifest",
+    "strategist": "qa_engine.models.strategist_manifest:StrategistArtifactManifest",
 }
 
 

@@ -61,6 +61,7 @@ from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import onnx_session
+from qa_engine.models.strategist_manifest import StrategistSection
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 from qa_engine.models.training import TrainingResult
@@ -192,29 +193,7 @@ def action_metrics(
 # ---- manifest section ---------------------------------------------------------------------------
 
 
-class StrategistSection(BaseModel):
-    """What only the Strategist's artifact holds (to move into qa_engine.models.manifest as the
-    `strategist` section once ModelKind knows it). Inputs, in order: returns_to_go (batch, K, 1) =
-    R / rtg_scale; states (batch, K, S) = scaler(StateTransform(features, close)); actions (batch, K)
-    int64 indices into action_positions (the last one is a placeholder); timesteps (batch, K) int64 =
-    step in the episode (0 .. episode_bars-1). Output: action_logits (batch, A) for the last step."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    context_length: int = Field(ge=1)
-    action_positions: list[float] = Field(min_length=2, description="target position of each action index")
-    episode_bars: int = Field(
-        ge=1, description="timesteps restart and R restarts at the target every episode"
-    )
-    rtg_scale: float = Field(gt=0)
-    taker_fee_rate: float = Field(ge=0, description="fee per unit of turnover used in the rewards")
-    target_return: float = Field(description="default R at an episode start, log-return units")
-    target_return_choices: dict[str, float] = Field(description="quantiles of training episode returns")
-    state_transform: list[Literal["raw", "level", "difference"]] = Field(description="per feature, in order")
-    behaviours: list[str]
-    return_weighting: dict[str, Any]
-    training_episodes: int = Field(ge=1)
-    training_data_sha256: str = Field(description="sha256 of ts, close and raw features of the training rows")
+# StrategistSection lives in the torch-free qa_engine.models.strategist_manifest (inference reads it).
 
 
 # ---- the entry point ---------------------------------------------------------------------------
@@ -547,8 +526,8 @@ def write_strategist_manifest(
     source_label: str,
 ) -> Path:
     """manifest.json with the shared common records plus a `strategist` section. The shared
-    `ArtifactManifest` does not know model_kind 'strategist' yet, so the file is assembled from its
-    records (each validated) and cannot yet be read back with `read_manifest`."""
+    file is assembled from the shared records (each validated); `read_manifest` reads it back as a
+    StrategistArtifactManifest."""
     from qa_engine.models.manifest import CodeRecord
     from qa_engine.models.manifest import FeatureSetRecord
     from qa_engine.models.manifest import FoldRecord
