@@ -150,7 +150,8 @@ class ArtifactManifest(_Record):
     oracle: OracleSection | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> ArtifactManifest:
+    def _scaler_and_folds(self) -> ArtifactManifest:
+        """Checks every kind shares (subclasses override `_consistent` for their sections only)."""
         count = len(self.feature_set.names)
         if len(self.scaler.mean) != count or len(self.scaler.std) != count:
             raise ValueError(
@@ -158,6 +159,10 @@ class ArtifactManifest(_Record):
             )
         if self.trained_on_fold not in {fold.name for fold in self.folds}:
             raise ValueError(f"trained_on_fold '{self.trained_on_fold}' is not one of the folds")
+        return self
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArtifactManifest:
         sections = {"oracle": self.oracle}
         if sections.get(self.model_kind) is None:
             raise ValueError(f"model_kind '{self.model_kind}' needs its '{self.model_kind}' section")
