@@ -85,6 +85,13 @@ CommitOption = Annotated[
 JsonLogsOption = Annotated[bool, typer.Option("--json-logs", help="log as JSON lines on stderr")]
 
 
+def _required_symbols(symbols, more_symbols) -> list[str]:
+    names = _symbols(symbols, more_symbols)
+    if not names:
+        raise ConfigError("no symbols given; pass --symbols BTCUSDT [ETHUSDT ...]")
+    return names
+
+
 def _symbols(symbols: Sequence[str] | None, more: Sequence[str] | None) -> list[str]:
     """`--symbols A B`, `--symbols A --symbols B` and `--symbols A,B` give [A, B] (upper-cased, unique)."""
     found: list[str] = []
@@ -224,9 +231,7 @@ def download_command(
 ) -> None:
     """Download closed klines into the catalog as bars stamped at close; resumes after any interruption."""
     configure_logging(json_logs=json_logs)
-    names = _symbols(symbols, more_symbols)
-    if not names:
-        raise ConfigError("no symbols given; pass --symbols BTCUSDT [ETHUSDT ...]")
+    names = _required_symbols(symbols, more_symbols)
     _check_range(start, end)
     historical = load_historical_venue(venue.value, base_url=base_url, timeout_secs=timeout_secs)
     caller = _caller(max_attempts, max_wait_secs)
@@ -278,9 +283,7 @@ def download_funding_command(
 ) -> None:
     """Download funding rates into the catalog as Nautilus FundingRateUpdate; resumes after interruptions."""
     configure_logging(json_logs=json_logs)
-    names = _symbols(symbols, more_symbols)
-    if not names:
-        raise ConfigError("no symbols given; pass --symbols BTCUSDT [ETHUSDT ...]")
+    names = _required_symbols(symbols, more_symbols)
     _check_range(start, end)
     if venue == Market.BINANCE_SPOT:
         raise ConfigError("binance-spot has no funding rates; use --venue binance-futures or bybit-linear")
