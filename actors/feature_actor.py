@@ -3,9 +3,16 @@
 The same streaming engine as `qa features build` computes in batch (qa_engine.features), so a
 model sees in live trading exactly the inputs it was trained on. During warm-up the vector is
 published with `warm=False` and NaN values; consumers wait for `warm`.
+
+Which features: `feature_set` names a registered set; `artifact` (a model folder) computes instead
+the exact fitted set that model was trained on (FFD order, fallbacks), after checking that the
+registered feature code is still the one it was fitted from. Several FeatureActors may run side by
+side (one per fitted set); every vector carries its set's hash and consumers take only theirs.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
@@ -15,7 +22,9 @@ from nautilus_trader.model.data import DataType
 from nautilus_trader.model.identifiers import InstrumentId
 
 from qa_engine.features.sets import get_feature_set
+from qa_engine.features.spec import FeatureSet
 from qa_engine.features.streaming import StreamingFeatureEngine
+from qa_engine.inference.artifact import load_artifact
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import pack
 
@@ -26,6 +35,7 @@ class FeatureActorConfig(ActorConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
     feature_set: str = "default"
+    artifact: str | None = None  # a model folder: compute that model's fitted feature set instead
     keep_history: bool = False  # keep every published vector in memory (tests, research)
 
 
@@ -40,18 +50,29 @@ class FeatureActor(Actor):
         self.engine: StreamingFeatureEngine | None = None
         self.feature_set_hash = ""
         self.history: list[FeatureVector] = []
+        self.config_errors: list[str] = []  # the backtest runner fails with these (ConfigError)
         self.data_type = DataType(FeatureVector, metadata={"instrument_id": config.instrument_id.value})
 
     def on_start(self) -> None:
         try:
-            feature_set = get_feature_set(self.config.feature_set)
+            feature_set = self.resolve_feature_set()
             self.engine = StreamingFeatureEngine(feature_set, bar_interval_ns(self.config.bar_type))
         except Exception as exc:
-            self.log.error(f"feature set '{self.config.feature_set}' cannot stream: {exc}; stopping")
+            source = self.config.artifact or self.config.feature_set
+            message = f"FeatureActor ({self.id}): the feature set of '{source}' cannot stream: {exc}"
+            self.config_errors.append(message)
+            self.log.error(message)
             self.stop()
             return
         self.feature_set_hash = feature_set.hash
         self.subscribe_bars(self.config.bar_type)
+
+    def resolve_feature_set(self) -> FeatureSet:
+        if self.config.artifact is None:
+            return get_feature_set(self.config.feature_set)
+        artifact = load_artifact(Path(self.config.artifact))
+        artifact.check_registered(get_feature_set(artifact.manifest.feature_set.name))
+        return artifact.feature_set()
 
     def on_bar(self, bar: Bar) -> None:
         values = self.engine.update(

@@ -16,6 +16,7 @@ from qa_engine.backtest.recorder import RunRecorderActor
 from qa_engine.config.build import build_backtest_run_config
 from qa_engine.config.loader import dump_toml
 from qa_engine.config.models import BacktestConfig
+from qa_engine.errors import ConfigError
 from qa_engine.errors import PluginError
 from qa_engine.logging import get_logger
 from qa_engine.reporting.report import BacktestReport
@@ -63,7 +64,11 @@ def run_backtest(
             raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc
         wall_secs = time.perf_counter() - started
         engine = node.get_engine(run_config.id)
-        plugin_errors = [e for s in engine.trader.strategies() for e in getattr(s, "plugin_errors", [])]
+        components = [*engine.trader.actors(), *engine.trader.strategies()]
+        config_errors = [e for c in components for e in getattr(c, "config_errors", [])]
+        if config_errors:  # e.g. an actor refused its model artifact in on_start
+            raise ConfigError("; ".join(config_errors))
+        plugin_errors = [e for c in components for e in getattr(c, "plugin_errors", [])]
         if plugin_errors:
             raise PluginError("; ".join(plugin_errors))
         recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))

@@ -79,7 +79,49 @@ def default_feature_set() -> FeatureSet:
     )
 
 
-FEATURE_SETS: dict[str, Callable[[], FeatureSet]] = {"default": default_feature_set}
+# Scale-free features of the default set (returns, volatility, oscillators, relative distances). Price
+# levels (SMA/EMA/Bollinger bands/POC/wavelet level), price-unit MACD/ATR, calendar and sparse candle
+# flags are left out: standardised on one year, a price level drifts out of range the next and the
+# clusters would become "where the price was", not "how the market behaves".
+GUARDIAN_FEATURE_NAMES: tuple[str, ...] = (
+    "log_return_1",
+    "log_return_5",
+    "log_return_15",
+    "log_return_60",
+    "realised_volatility_20",
+    "realised_volatility_60",
+    "natr_14",
+    "atr_ratio_14",
+    "bb_width_20",
+    "bb_percent_b_20",
+    "zscore_close_20",
+    "rsi_14",
+    "williams_r_14",
+    "mfi_14",
+    "obv_slope_20",
+    "volume_ratio_20",
+    "zscore_volume_20",
+    "ofi_20",
+    "vp_poc_distance_96",
+    "wavelet_deviation_64",
+)
+
+
+def guardian_feature_set() -> FeatureSet:
+    """The Guardian's inputs: the default set's specs of `GUARDIAN_FEATURE_NAMES`, in that order."""
+    default = default_feature_set()
+    return FeatureSet(
+        name="guardian",
+        version=1,
+        specs=tuple(default.spec(name) for name in GUARDIAN_FEATURE_NAMES),
+        description="scale-free subset of the default set for the Guardian regime detector",
+    )
+
+
+FEATURE_SETS: dict[str, Callable[[], FeatureSet]] = {
+    "default": default_feature_set,
+    "guardian": guardian_feature_set,
+}
 
 
 def get_feature_set(name: str) -> FeatureSet:
