@@ -10,4 +10,5 @@ REGISTRY: dict[str, str] = {
     "supertrend": "strategies.supertrend:SuperTrendStrategy",
     "rsi_ema": "strategies.rsi_ema:RSIEMAStrategy",
     "macd_stochastic": "strategies.macd_stochastic:MACDStochasticStrategy",
+    "ml_signal": "strategies.ml_signal:MLSignalStrategy",
 }
