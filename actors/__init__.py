@@ -2,4 +2,6 @@
 
 REGISTRY: dict[str, str] = {
     "features": "actors.feature_actor:FeatureActor",
+    "oracle": "actors.oracle_actor:OracleActor",
+    "guardian": "actors.guardian_actor:GuardianActor",
 }

@@ -1,0 +1,69 @@
+"""GuardianActor: the contrastive-VAE market regime (ONNX) of each bar, published as Regime.
+
+Consumes the FeatureVectors of the artifact's fitted feature set (run a FeatureActor with
+`artifact=<the same folder>` beside it; the Guardian's set is the registered "guardian" set) and,
+once it holds `encoder_bars` consecutive warm vectors, publishes per bar a Regime on
+DataType(Regime, metadata={"instrument_id": <id>}): the persistence-filtered regime (0 = calmest),
+the regime probabilities of this bar and the risk scale of the reported regime, stamped with the
+vector's ts_event / ts_init. The persistence filter restarts (cold start) with the first full window
+after a gap, as `GuardianOnline.reset()` prescribes. Window, gap and error handling: `model_actor`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from nautilus_trader.config import ActorConfig
+from nautilus_trader.model.data import BarType
+from nautilus_trader.model.identifiers import InstrumentId
+
+from actors.model_actor import ModelActor
+from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.runner import OnnxRunner
+from qa_engine.models.guardian_regimes import GuardianOnline
+from qa_engine.signals import FeatureVector
+from qa_engine.signals import Regime
+from qa_engine.signals import pack
+
+
+class GuardianActorConfig(ActorConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    artifact: str = "artifacts/guardian"  # model folder: model.onnx + manifest.json
+    model_id: str = ""  # "" -> the manifest's model name and model.onnx sha256 prefix
+    keep_history: bool = False  # keep every published Regime in memory (tests, research)
+
+    def __post_init__(self) -> None:
+        if self.bar_type.instrument_id != self.instrument_id:
+            raise ValueError(f"bar_type {self.bar_type} is not a bar type of {self.instrument_id}")
+
+
+class GuardianActor(ModelActor):
+    role = "Guardian"
+    model_kind = "guardian"
+    output_class = Regime
+
+    def __init__(self, config: GuardianActorConfig) -> None:
+        super().__init__(config)
+        self.guardian: GuardianOnline | None = None
+
+    @property
+    def regimes_published(self) -> int:
+        return self.published
+
+    def build(self, artifact: Artifact) -> OnnxRunner:
+        self.guardian = GuardianOnline(artifact, threads=1)
+        return self.guardian.runner
+
+    def evaluate(self, window: np.ndarray, vector: FeatureVector) -> Regime:
+        if self.window.windows_in_segment == 1:  # first window after a gap (or the first ever)
+            self.guardian.reset()
+        reading = self.guardian.update(window)
+        return Regime(
+            ts_event=vector.ts_event,
+            ts_init=vector.ts_init,
+            instrument_id=self.config.instrument_id,
+            model_id=self.model_id,
+            regime_id=reading.regime,
+            probabilities_f8=pack(reading.probabilities),
+            risk_scale=reading.risk_scale,
+        )

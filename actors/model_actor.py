@@ -1,0 +1,276 @@
+"""What the model actors (OracleActor, GuardianActor) share: load and check an artifact in `on_start`,
+keep a rolling window of the model's feature vectors, run the model once per full window, publish.
+
+Per bar, a model actor receives the FeatureVectors of its instrument (every FeatureActor of that
+instrument publishes on the same topic), keeps only those of the artifact's fitted feature set (the
+vector's hash), and holds the last `encoder_bars` consecutive warm vectors in a `FeatureWindow`. A gap
+in the bars (a step other than the bar interval) or a vector that is not warm (or holds NaN/inf)
+breaks the window: the model runs again only once the window has refilled, so a window never spans a
+gap. A repeated bar (the same ts_event twice, e.g. two FeatureActors of one set) is ignored.
+
+Misconfiguration is reported, not raised inside a callback: the message goes to `config_errors`
+(the backtest runner turns it into one ConfigError, exit code 2) and the log, and the actor stops.
+That covers an artifact that cannot be loaded, is of another model kind, was trained on other bars
+or does not match the registered feature code; a run in which bars arrive but no vector of the
+artifact's set does (no FeatureActor computes it); and vectors of the set that never come one bar
+interval apart (the FeatureActor runs on other bars).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.core.data import Data
+from nautilus_trader.model.data import Bar
+from nautilus_trader.model.data import BarType
+from nautilus_trader.model.data import DataType
+
+from qa_engine.errors import ConfigError
+from qa_engine.features.io import interval_ns
+from qa_engine.features.sets import get_feature_set
+from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.artifact import check_feature_set
+from qa_engine.inference.artifact import load_artifact
+from qa_engine.inference.runner import OnnxRunner
+from qa_engine.signals import FeatureVector
+
+INTERVAL_UNITS = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
+
+
+def bar_interval(bar_type: BarType) -> str:
+    """'BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL' -> '5m' (the interval string of manifests)."""
+    step, aggregation, _ = str(bar_type.spec).split("-")
+    if aggregation not in INTERVAL_UNITS:
+        raise ConfigError(
+            f"bar type {bar_type} is not time-based ({aggregation}); model artifacts are trained on "
+            f"{', '.join(INTERVAL_UNITS)} bars"
+        )
+    return f"{step}{INTERVAL_UNITS[aggregation]}"
+
+
+class FeatureWindow:
+    """The last `window_bars` consecutive warm feature vectors, oldest first, in one preallocated buffer.
+
+    Hand-written because numpy has no ring buffer that hands out a contiguous window: every row is
+    written twice, at `i` and `i + window_bars` of a (2 * window_bars, F) buffer, so the window that
+    ends at row `i` is the contiguous view `[i + 1, i + 1 + window_bars)`: two row copies per bar, no
+    roll, no list of arrays. The returned view is valid until the next `push`.
+    """
+
+    def __init__(self, window_bars: int, n_features: int, step_ns: int) -> None:
+        if window_bars < 1 or n_features < 1 or step_ns <= 0:
+            raise ValueError(
+                f"need window_bars, n_features, step_ns > 0, got {window_bars}, {n_features}, {step_ns}"
+            )
+        self.window_bars = window_bars
+        self.n_features = n_features
+        self.step_ns = step_ns
+        self.buffer = np.zeros((2 * window_bars, n_features), dtype=np.float64)  # (2E, F)
+        self.next_row = 0  # where the next vector goes, in [0, window_bars)
+        self.count = 0  # consecutive vectors held, at most window_bars
+        self.last_ts: int | None = None
+        self.windows_in_segment = 0  # full windows since the last break (1: first after a break)
+        self.breaks = 0  # gaps, non-warm or non-finite vectors seen while holding vectors
+
+    def reset(self) -> None:
+        if self.count:
+            self.breaks += 1
+        self.count = 0
+        self.last_ts = None
+        self.windows_in_segment = 0
+
+    def push(self, ts_ns: int, values: np.ndarray, warm: bool) -> np.ndarray | None:
+        """Add the vector of the bar closing at ts_ns; the (window_bars, F) window once full, else None.
+
+        A repeated ts_ns (the same bar twice) is ignored; an earlier one, a step other than the
+        interval, a vector that is not warm or holds NaN/inf starts the window afresh.
+        """
+        if self.last_ts is not None and ts_ns == self.last_ts:
+            return None
+        if not warm or not np.all(np.isfinite(values)):
+            self.reset()
+            return None
+        if self.last_ts is not None and ts_ns - self.last_ts != self.step_ns:
+            self.reset()
+        row = self.next_row
+        self.buffer[row] = values
+        self.buffer[row + self.window_bars] = values
+        self.next_row = (row + 1) % self.window_bars
+        self.count = min(self.count + 1, self.window_bars)
+        self.last_ts = ts_ns
+        if self.count < self.window_bars:
+            return None
+        self.windows_in_segment += 1
+        return self.buffer[row + 1 : row + 1 + self.window_bars]  # (E, F), oldest first
+
+
+class TimedSession:
+    """Proxy of an onnxruntime InferenceSession that adds up the wall time of its `run` calls, so a
+    benchmark can compare the streamed cost per bar with the bare onnxruntime cost."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.secs = 0.0
+        self.calls = 0
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.session.run(*args, **kwargs)
+        finally:
+            self.secs += time.perf_counter() - started
+            self.calls += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
+def load_checked_artifact(folder: Path, model_kind: str, interval: str) -> Artifact:
+    """Load `folder` for a model of `model_kind` fed `interval` bars, and refuse (ConfigError) an
+    artifact whose fitted feature set does not rebuild to its recorded hash or whose registered
+    feature set changed since training. Window and model-file checks are `load_artifact`'s."""
+    artifact = load_artifact(folder, interval=interval)
+    manifest = artifact.manifest
+    if manifest.model_kind != model_kind:
+        raise ConfigError(
+            f"{folder} holds a '{manifest.model_kind}' model; this actor runs '{model_kind}' models"
+        )
+    check_feature_set(manifest, artifact.feature_set(), f"artifact {folder}")
+    artifact.check_registered(get_feature_set(manifest.feature_set.name))
+    return artifact
+
+
+class ModelActor(Actor):
+    """Base of the actors that run one artifact over the FeatureVectors of one instrument.
+
+    Subclasses set `role`, `model_kind` and `output_class`, and implement `build` (make the model
+    from the checked artifact; return its OnnxRunner) and `evaluate` (one full window ->
+    the message to publish). Counters: `published`, `onnx_secs` (inside onnxruntime), `handler_secs`
+    (the whole handler for vectors of this model's set), `history` when `keep_history`.
+    """
+
+    role = "Model"
+    model_kind = ""
+    output_class: type[Data] = Data
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        instrument = config.instrument_id.value
+        self.input_type = DataType(FeatureVector, metadata={"instrument_id": instrument})
+        self.output_type = DataType(self.output_class, metadata={"instrument_id": instrument})
+        self.config_errors: list[str] = []  # the backtest runner fails with these (ConfigError)
+        self.history: list[Data] = []
+        self.artifact: Artifact | None = None
+        self.window: FeatureWindow | None = None
+        self.session: TimedSession | None = None
+        self.feature_set_hash = ""
+        self.model_id = ""
+        self.published = 0
+        self.handler_secs = 0.0
+        self.bars_seen = 0
+        self.vectors_seen = 0  # of this model's feature set
+        self.other_hashes: set[str] = set()  # feature sets of other FeatureActors of this instrument
+        self.last_vector_ts: int | None = None
+        self.steps_on_interval = 0  # vectors of this set that came one bar interval after the previous
+
+    @property
+    def onnx_secs(self) -> float:
+        return 0.0 if self.session is None else self.session.secs
+
+    def on_start(self) -> None:
+        folder = Path(self.config.artifact)
+        try:
+            interval = bar_interval(self.config.bar_type)
+            artifact = load_checked_artifact(folder, self.model_kind, interval)
+            runner = self.build(artifact)
+            runner.session = self.session = TimedSession(runner.session)  # times every predict
+        except Exception as exc:  # a resource resolved in on_start: report, log and stop
+            self.refuse(f"{self.role}Actor ({self.id}): cannot use the artifact '{folder}': {exc}")
+            return
+        manifest = artifact.manifest
+        self.artifact = artifact
+        self.feature_set_hash = manifest.feature_set.hash
+        self.model_id = self.config.model_id or f"{manifest.model_name}-{manifest.model_sha256[:12]}"
+        self.window = FeatureWindow(
+            manifest.window.encoder_bars, len(manifest.feature_set.names), interval_ns(interval)
+        )
+        self.subscribe_data(self.input_type)
+        self.subscribe_bars(self.config.bar_type)  # the clock of the "no vectors of my set" check
+
+    def build(self, artifact: Artifact) -> OnnxRunner:
+        """Make the model from the checked artifact; return the OnnxRunner it predicts with."""
+        raise NotImplementedError
+
+    def evaluate(self, window: np.ndarray, vector: FeatureVector) -> Data:
+        """One full (E, F) window of raw features ending at `vector`'s bar -> the message to publish."""
+        raise NotImplementedError
+
+    def refuse(self, message: str) -> None:
+        self.config_errors.append(message)
+        self.log.error(message)
+        self.stop()
+
+    def on_data(self, data: Data) -> None:
+        if not isinstance(data, FeatureVector):
+            return
+        if data.feature_set_hash != self.feature_set_hash:
+            self.other_hashes.add(data.feature_set_hash)
+            return
+        started = time.perf_counter()
+        self.vectors_seen += 1
+        if self.steps_on_interval == 0 and not self.check_vector_step(data.ts_event):
+            return
+        window = self.window.push(data.ts_event, data.values, data.warm)
+        if window is not None:
+            message = self.evaluate(window, data)
+            self.publish_data(self.output_type, message)
+            self.published += 1
+            if self.config.keep_history:
+                self.history.append(message)
+        self.handler_secs += time.perf_counter() - started
+
+    def check_vector_step(self, ts_ns: int) -> bool:
+        """Until two vectors of this set have come one bar interval apart: refuse (and return False)
+        once more than `window_bars` vectors arrived without such a step (a FeatureActor on other bars)."""
+        previous, self.last_vector_ts = self.last_vector_ts, ts_ns
+        if previous is not None and ts_ns - previous == self.window.step_ns:
+            self.steps_on_interval += 1
+        elif self.vectors_seen > self.window.window_bars:
+            self.refuse(
+                f"{self.role}Actor ({self.id}): {self.vectors_seen} FeatureVectors of the model's feature "
+                f"set arrived, none {self.window.step_ns / 1e9:g} s (one {self.config.bar_type} bar) after "
+                f"the previous one (the last step: {(ts_ns - previous) / 1e9:g} s): the FeatureActor "
+                f'computing them runs on other bars; give it bar_type = "{self.config.bar_type}"'
+            )
+            return False
+        return True
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars_seen += 1
+        if self.vectors_seen == 0 and self.bars_seen > self.window.window_bars:
+            self.refuse(self.missing_features_message())
+
+    def missing_features_message(self) -> str:
+        record = self.artifact.manifest.feature_set
+        seen = (
+            f"only FeatureVectors of other feature sets arrived (hashes "
+            f"{', '.join(sorted(h[:12] + '...' for h in self.other_hashes))})"
+            if self.other_hashes
+            else "no FeatureVector arrived"
+        )
+        if record.declared_hash in self.other_hashes:
+            seen += f", {record.declared_hash[:12]}... being the registered set before fitting"
+        return (
+            f"{self.role}Actor ({self.id}): {self.bars_seen} bars of {self.config.instrument_id} "
+            f"arrived, but {seen}; the model needs its fitted feature set '{record.name}' (hash "
+            f"{record.hash[:12]}...): add to `actors` "
+            f'{{name = "features", params = {{instrument_id = "{self.config.instrument_id}", bar_type = '
+            f'"{self.config.bar_type}", artifact = "{self.config.artifact}"}}}}'
+        )
+
+    def on_stop(self) -> None:
+        """Nothing to release: the onnxruntime session is freed with the actor."""

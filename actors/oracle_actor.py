@@ -1,0 +1,69 @@
+"""OracleActor: the TFT quantile forecast (ONNX) of each bar, published as Forecast on the message bus.
+
+Consumes the FeatureVectors of the artifact's fitted feature set (run a FeatureActor with
+`artifact=<the same folder>` beside it) and, once it holds `encoder_bars` consecutive warm vectors,
+publishes per bar a Forecast: (horizon_bars, quantiles) forward log returns ln(close[t+k] / close[t])
+in natural units, stamped with the vector's ts_event / ts_init, on
+DataType(Forecast, metadata={"instrument_id": <id>}). Window, gap and error handling: `model_actor`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from nautilus_trader.config import ActorConfig
+from nautilus_trader.model.data import BarType
+from nautilus_trader.model.identifiers import InstrumentId
+
+from actors.model_actor import ModelActor
+from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.runner import OnnxRunner
+from qa_engine.signals import FeatureVector
+from qa_engine.signals import Forecast
+from qa_engine.signals import pack
+
+
+class OracleActorConfig(ActorConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    artifact: str = "artifacts/oracle"  # model folder: model.onnx + manifest.json
+    model_id: str = ""  # "" -> the manifest's model name and model.onnx sha256 prefix
+    keep_history: bool = False  # keep every published Forecast in memory (tests, research)
+
+    def __post_init__(self) -> None:
+        if self.bar_type.instrument_id != self.instrument_id:
+            raise ValueError(f"bar_type {self.bar_type} is not a bar type of {self.instrument_id}")
+
+
+class OracleActor(ModelActor):
+    role = "Oracle"
+    model_kind = "oracle"
+    output_class = Forecast
+
+    def __init__(self, config: OracleActorConfig) -> None:
+        super().__init__(config)
+        self.runner: OnnxRunner | None = None
+        self.quantiles_f8 = b""
+        self.horizon_bars = 0
+
+    @property
+    def forecasts_published(self) -> int:
+        return self.published
+
+    def build(self, artifact: Artifact) -> OnnxRunner:
+        self.runner = OnnxRunner(artifact, threads=1)
+        oracle = artifact.manifest.oracle
+        self.quantiles_f8 = pack(np.asarray(oracle.quantiles, dtype=np.float64))
+        self.horizon_bars = artifact.manifest.window.horizon_bars
+        return self.runner
+
+    def evaluate(self, window: np.ndarray, vector: FeatureVector) -> Forecast:
+        values = self.runner.predict(window)  # (H, Q) log returns
+        return Forecast(
+            ts_event=vector.ts_event,
+            ts_init=vector.ts_init,
+            instrument_id=self.config.instrument_id,
+            model_id=self.model_id,
+            horizon_bars=self.horizon_bars,
+            quantiles_f8=self.quantiles_f8,
+            values_f8=pack(values),
+        )
