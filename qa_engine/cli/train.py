@@ -1,4 +1,5 @@
-"""`qa train oracle|all`: train models from run configs (configs/train/*.toml) into run folders."""
+"""`qa train oracle|guardian|strategist|evaluation|all|baselines`: train models from run configs
+(configs/train/*.toml) into run folders."""
 
 from __future__ import annotations
 
@@ -70,42 +71,149 @@ def oracle_command(
     stdout_console.print(summary)
 
 
+PublishOption = Annotated[
+    Path | None,
+    typer.Option("--publish", help="also copy the artifact, config, report and curves (no checkpoints) here"),
+]
+
+
+def _print_summary(title: str, summary: dict[str, str], extra: dict[str, str]) -> None:
+    result = table(title, ["item", "value"])
+    for key, value in {**summary, **extra}.items():
+        result.add_row(key, value)
+    stdout_console.print(result)
+
+
+def _single_stage(
+    stage: str,
+    config: Path,
+    set_: list[str] | None,
+    device: str | None,
+    resume: bool,
+    out: Path | None,
+    dry_run: bool,
+    publish: Path | None,
+) -> None:
+    """`qa train guardian|strategist|evaluation`: one pipeline stage from its own run config."""
+    import importlib
+
+    from qa_engine.config.loader import dump_toml
+    from qa_engine.config.loader import load_config
+    from qa_engine.models import pipeline
+
+    _resume_dir(out, resume)
+    module_name, _, class_name = pipeline.STAGE_CONFIG_TYPES[stage].partition(":")
+    model = getattr(importlib.import_module(module_name), class_name)
+    run_config = load_config(model, config, set_)
+    if stage != "evaluation":
+        run_config = pipeline.with_device(run_config, device)
+    if dry_run:
+        typer.echo(dump_toml(run_config), nl=False)
+        return
+    runner = pipeline.STAGES[stage]
+    assert runner is not None
+    run_dir = out or default_run_dir(run_config.id)
+    result = runner(config, list(set_ or []), run_dir, device, resume)
+    extra: dict[str, str] = {}
+    if publish is not None:
+        pipeline.publish(run_dir, publish, pipeline.PUBLISHED_FILES[stage])
+        extra["published to"] = str(publish)
+    _print_summary(f"{stage.capitalize()} {run_config.id} -> {run_dir}", result.summary, extra)
+
+
+@train_app.command("guardian")
+def guardian_command(
+    config: ConfigOption = Path("configs/train/guardian.toml"),
+    set_: SetOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    out: OutOption = None,
+    publish: PublishOption = None,
+    dry_run: DryRunOption = False,
+    json_logs: JsonLogsOption = False,
+) -> None:
+    """Train the Guardian (contrastive VAE regimes) on every fold; artifact/, regimes report (test ranges)."""
+    configure_logging(json_logs=json_logs)
+    _single_stage("guardian", config, set_, device, resume, out, dry_run, publish)
+
+
+@train_app.command("strategist")
+def strategist_command(
+    config: ConfigOption = Path("configs/train/strategist.toml"),
+    set_: SetOption = None,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    out: OutOption = None,
+    publish: PublishOption = None,
+    dry_run: DryRunOption = False,
+    json_logs: JsonLogsOption = False,
+) -> None:
+    """Train the Strategist (Decision Transformer) on its fold; artifact/, out-of-sample rollouts, report."""
+    configure_logging(json_logs=json_logs)
+    _single_stage("strategist", config, set_, device, resume, out, dry_run, publish)
+
+
+@train_app.command("evaluation")
+def evaluation_command(
+    config: ConfigOption = Path("configs/train/evaluation.toml"),
+    set_: SetOption = None,
+    out: OutOption = None,
+    dry_run: DryRunOption = False,
+    json_logs: JsonLogsOption = False,
+) -> None:
+    """Evaluate trained Oracle / Guardian / Strategist artifacts on their common out-of-sample test range
+    (nothing is trained): one report (Markdown, JSON, plots)."""
+    configure_logging(json_logs=json_logs)
+    _single_stage("evaluation", config, set_, None, False, out, dry_run, None)
+
+
 @train_app.command("all")
 def all_command(
     config: ConfigOption = Path("configs/train/trinity.toml"),
     device: DeviceOption = None,
     resume: ResumeOption = False,
     out: OutOption = None,
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            "--stages",
+            help="comma-separated stages to run, e.g. 'evaluation' to re-evaluate the stage folders already "
+            "in --out (default: all)",
+        ),
+    ] = None,
     json_logs: JsonLogsOption = False,
 ) -> None:
-    """Run every stage of the trinity config that exists (Guardian -> Oracle -> Strategist -> evaluation)."""
+    """Guardian -> Oracle -> Strategist -> evaluation, each in <out>/<stage>/, then a summary table."""
     configure_logging(json_logs=json_logs)
     _resume_dir(out, resume)
     from qa_engine.config.loader import load_config
-    from qa_engine.models.pipeline import STAGE_ORDER
-    from qa_engine.models.pipeline import STAGES
+    from qa_engine.errors import ConfigError
+    from qa_engine.models.pipeline import StageFailed
     from qa_engine.models.pipeline import TrinityConfig
+    from qa_engine.models.pipeline import parse_stages
+    from qa_engine.models.pipeline import run_pipeline
 
+    selected = parse_stages(stages)
     trinity = load_config(TrinityConfig, config)
+    if stages is not None and out is None:
+        raise ConfigError("--stages needs --out: the run folder whose stage folders to use")
     run_dir = out or default_run_dir(trinity.id)
-    rows: list[tuple[str, str, str]] = []
-    for stage in STAGE_ORDER:
-        stage_config = getattr(trinity, stage)
-        runner = STAGES[stage]
-        if runner is None:
-            rows.append((stage, "NOT AVAILABLE YET", "not implemented yet; nothing was run"))
-        elif stage_config is None:
-            rows.append((stage, "skipped", "the trinity config names no run config for it"))
-        else:
-            result = runner(stage_config, [], run_dir / stage, device, resume)
-            rows.append((stage, "done", "; ".join(f"{k}: {v}" for k, v in result.summary.items())))
-    summary = table(f"qa train all ({trinity.id}) -> {run_dir}", ["stage", "status", "details"])
-    for row in rows:
-        summary.add_row(*row)
-    stdout_console.print(summary)
+    try:
+        rows = run_pipeline(trinity, run_dir, selected, device, resume)
+    except StageFailed as failure:
+        _print_stage_rows(trinity.id, run_dir, failure.rows)
+        raise
+    _print_stage_rows(trinity.id, run_dir, rows)
     missing = [stage for stage, status, _ in rows if status == "NOT AVAILABLE YET"]
     if missing:
         stdout_console.print(f"Stages not available yet: {', '.join(missing)}.")
+
+
+def _print_stage_rows(config_id: str, run_dir: Path, rows: list[tuple[str, str, str]]) -> None:
+    summary = table(f"qa train all ({config_id}) -> {run_dir}", ["stage", "status", "details"])
+    for row in rows:
+        summary.add_row(*row)
+    stdout_console.print(summary)
 
 
 # ---- baselines (XGBoost / LSTM / MLP classifiers; qa_engine.models.baseline_training) -------------

@@ -173,7 +173,8 @@ def _check_model_file(artifact: Artifact) -> None:
         if actual_spec != recorded_spec:
             raise ConfigError(f"{path}: {kind}s {actual_spec} differ from the manifest's {recorded_spec}")
     window = manifest.window
-    features = manifest.inputs[0].shape
+    # The feature window is the first input, except for the Strategist (its `states` input).
+    features = next((r for r in manifest.inputs if r.name == "states"), manifest.inputs[0]).shape
     if len(features) == 3 and features[1:] != [window.encoder_bars, len(manifest.feature_set.names)]:
         raise ConfigError(
             f"{artifact.folder}: manifest window says {window.encoder_bars} bars x "

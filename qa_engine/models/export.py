@@ -116,17 +116,23 @@ def onnx_session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _as_feed(value: np.ndarray) -> np.ndarray:
+    """A parity input as the graph takes it: integers stay integers (int64: ids, actions, timesteps),
+    everything else becomes float32."""
+    array = np.asarray(value)
+    dtype = np.int64 if np.issubdtype(array.dtype, np.integer) else np.float32
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
 @torch.no_grad()
 def parity_max_abs_diff(model: nn.Module, path: Path, inputs: dict[str, np.ndarray]) -> float:
-    """Largest |torch - onnxruntime| over every output element, on the same float32 inputs."""
+    """Largest |torch - onnxruntime| over every output element, on the same inputs, given in the
+    model's argument order: integer arrays are fed as int64 to both (token ids, actions, timesteps),
+    the rest as float32."""
     model = model.to("cpu").eval()
-    torch_outputs = model(
-        *(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for v in inputs.values())
-    )
+    feed = {name: _as_feed(value) for name, value in inputs.items()}
+    torch_outputs = model(*(torch.from_numpy(value) for value in feed.values()))
     if isinstance(torch_outputs, torch.Tensor):
         torch_outputs = (torch_outputs,)
-    session = onnx_session(path)
-    onnx_outputs = session.run(
-        None, {name: np.ascontiguousarray(v, dtype=np.float32) for name, v in inputs.items()}
-    )
+    onnx_outputs = onnx_session(path).run(None, feed)
     return max(float(np.max(np.abs(t.numpy() - o))) for t, o in zip(torch_outputs, onnx_outputs, strict=True))

@@ -50,6 +50,10 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 import torch
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import model_validator
 from torch import Tensor
 from torch import nn
 from torch.nn import functional as F
@@ -61,6 +65,7 @@ from qa_engine.features.sets import guardian_feature_set
 from qa_engine.features.spec import FeatureSet
 from qa_engine.inference.scaling import FeatureScaler
 from qa_engine.inference.scaling import fit_feature_scaler
+from qa_engine.models.data import DatasetConfig
 from qa_engine.models.data import FoldConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import window_end_mask
@@ -68,6 +73,7 @@ from qa_engine.models.guardian_regimes import RegimeConfig
 from qa_engine.models.guardian_regimes import RegimeModel
 from qa_engine.models.guardian_regimes import apply_persistence
 from qa_engine.models.guardian_regimes import fit_regimes
+from qa_engine.models.training import TrainerConfig
 
 RETURN_FEATURE = "log_return_1"  # realised volatility and returns of windows and regimes come from it
 INPUT_NAME = "window"
@@ -570,7 +576,6 @@ def train_guardian(
     """
     from qa_engine.features.io import interval_ns
     from qa_engine.models.training import Trainer
-    from qa_engine.models.training import TrainerConfig
 
     trainer_config = trainer_config or TrainerConfig()
     names = feature_set.names if feature_set is not None else GUARDIAN_FEATURE_NAMES
@@ -675,12 +680,17 @@ def _silhouette(
 
 
 def export_guardian(
-    model: GuardianModel, folder: Path, parity_windows: np.ndarray | None = None
+    model: GuardianModel,
+    folder: Path,
+    parity_windows: np.ndarray | None = None,
+    run_folds: list[GuardianModel] | None = None,
 ) -> dict[str, Any]:
     """model.onnx + manifest.json in `folder`; returns the manifest as a dict (and checks parity).
 
     parity_windows (B, T, F) scaled windows for the torch-vs-onnxruntime check; random ones if None.
-    Raises RuntimeError if the largest difference exceeds 1e-5.
+    run_folds: every fold's model of the run (the manifest lists their folds and window counts, as the
+    Oracle's does); None = this model's fold only. Raises RuntimeError if the largest difference
+    exceeds 1e-5.
     """
     from qa_engine.models.export import export_onnx
     from qa_engine.models.export import parity_max_abs_diff
@@ -697,14 +707,19 @@ def export_guardian(
     )
     if difference > 1e-5:
         raise RuntimeError(f"torch vs onnxruntime differ by {difference:.3g} > 1e-5 on the Guardian graph")
-    manifest = guardian_manifest(model, exported, difference)
+    manifest = guardian_manifest(model, exported, difference, run_folds)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
-def guardian_manifest(model: GuardianModel, exported: Any, parity_difference: float) -> dict[str, Any]:
-    """The manifest in the shared schema (`qa_engine.models.manifest`) with a `guardian` section;
-    validated by `GuardianArtifactManifest` until the shared schema lists the kind itself."""
+def guardian_manifest(
+    model: GuardianModel,
+    exported: Any,
+    parity_difference: float,
+    run_folds: list[GuardianModel] | None = None,
+) -> dict[str, Any]:
+    """The manifest in the shared schema (`qa_engine.models.manifest`) with a `guardian` section,
+    validated by `GuardianArtifactManifest` (the kind's entry in `MANIFEST_TYPES`)."""
     from qa_engine.models.guardian_regimes import GuardianArtifactManifest
     from qa_engine.models.guardian_regimes import GuardianSection
     from qa_engine.models.manifest import CodeRecord
@@ -732,6 +747,11 @@ def guardian_manifest(model: GuardianModel, exported: Any, parity_difference: fl
         test_end="1970-01-04",
     )
     metrics = {k: float(v) for k, v in model.validation_metrics.items() if math.isfinite(v)}
+    folds = [(fold, model.windows)]
+    if run_folds:
+        folds = [(other.fold, other.windows) for other in run_folds if other.fold is not None]
+        if fold.name not in {entry.name for entry, _ in folds}:
+            raise ValueError(f"run_folds do not include the exported model's fold '{fold.name}'")
     manifest = GuardianArtifactManifest(
         model_name="contrastive_vae",
         created_utc=utc_now(),
@@ -757,14 +777,15 @@ def guardian_manifest(model: GuardianModel, exported: Any, parity_difference: fl
         training_data=DataRecord(**model.training_data),
         folds=[
             FoldRecord(
-                name=fold.name,
-                train_start=iso(fold.bounds_ns("train")[0]),
-                validation_start=iso(fold.bounds_ns("validation")[0]),
-                test_start=iso(fold.bounds_ns("test")[0]),
-                test_end=iso(fold.bounds_ns("test")[1]),
+                name=entry.name,
+                train_start=iso(entry.bounds_ns("train")[0]),
+                validation_start=iso(entry.bounds_ns("validation")[0]),
+                test_start=iso(entry.bounds_ns("test")[0]),
+                test_end=iso(entry.bounds_ns("test")[1]),
                 embargo_bars=config.window_bars,
-                windows=dict(model.windows),
+                windows=dict(windows),
             )
+            for entry, windows in folds
         ],
         trained_on_fold=fold.name,
         code=CodeRecord(
@@ -780,3 +801,295 @@ def guardian_manifest(model: GuardianModel, exported: Any, parity_difference: fl
         guardian=GuardianSection.from_regimes(model.regimes, config.latent_dim),
     )
     return manifest.model_dump(mode="json")
+
+
+# ---- the run config (for `qa train guardian` / the pipeline's guardian stage) ----------------------
+
+PROFILED_FEATURES = (  # mean raw value per regime in the reports: what tells the regimes apart
+    "realised_volatility_20",
+    "realised_volatility_60",
+    "bb_width_20",
+    "atr_ratio_14",
+    "volume_ratio_20",
+    "log_return_60",
+    "rsi_14",
+    "vp_poc_distance_96",
+)
+
+
+class GuardianTrainConfig(BaseModel):
+    """A Guardian run config (TOML). Reads `data.sources` (one symbol), `data.interval`,
+    `data.feature_set` (default "guardian"), `data.history_bars` (feature warm-up before the first
+    fold) and every fold of `data.folds`: one model per fold, each trained on its training range,
+    early-stopped on its validation range and described on its test range (out of sample). The
+    artifact is the model of `export_fold` (default: the last fold). `data.encoder_bars`,
+    `horizon_bars`, `embargo_bars` and `feature_clip` belong to forecasting models and are not read:
+    the window is `model.window_bars`, validation windows start `window_bars` after the split starts,
+    and the scaler clips at `model.feature_clip`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field("guardian", pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="names the run folder")
+    description: str = ""
+    data: DatasetConfig
+    model: GuardianConfig = GuardianConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    export_fold: str | None = Field(
+        None, description="fold whose model becomes the artifact; None = the last"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> GuardianTrainConfig:
+        if len(self.data.sources) != 1:
+            raise ValueError(f"the Guardian trains on one symbol; got {len(self.data.sources)} sources")
+        names = [fold.name for fold in self.data.folds]
+        if self.export_fold is not None and self.export_fold not in names:
+            raise ValueError(f"export_fold '{self.export_fold}' is not one of the folds {names}")
+        if self.model.n_features is not None:
+            raise ValueError("model.n_features is derived from the feature set; leave it out")
+        return self
+
+    def chosen_fold(self) -> FoldConfig:
+        folds = self.data.folds
+        return next(f for f in folds if f.name == self.export_fold) if self.export_fold else folds[-1]
+
+
+@dataclass
+class GuardianOutcome:
+    """What `train_guardian_from_config` returns: every fold's model, the exported one, the report."""
+
+    run_dir: Path
+    models: dict[str, GuardianModel]
+    exported: GuardianModel
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+    secs: float
+
+
+def _training_record(bars: pl.DataFrame, source_label: str, end_ns: int) -> dict[str, Any]:
+    """The manifest's training_data: the bars behind the training split (warm-up history included)."""
+    from qa_engine.models.data import bars_sha256
+
+    behind = bars.filter(pl.col("ts") < end_ns)
+    if behind.height == 0:
+        raise DataError(f"no bars close before {iso(end_ns)} in {source_label}")
+    return {
+        "sources": [source_label],
+        "first_bar_close": iso(int(behind.get_column("ts")[0])),
+        "last_bar_close": iso(int(behind.get_column("ts")[-1])),
+        "rows": behind.height,
+        "sha256": bars_sha256(behind),
+    }
+
+
+def describe_regimes(
+    model: GuardianModel,
+    feature_table: pl.DataFrame,
+    start_ns: int,
+    end_ns: int,
+    sample: str,
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Regime statistics of the bars closing in [start_ns, end_ns) (`guardian_stats.regime_statistics`
+    on the persistence-filtered regimes), raw switches, the mean of a few raw features per regime, and
+    the frame of `GuardianModel.assign`."""
+    from qa_engine.models.guardian_stats import regime_statistics
+
+    frame = model.assign(feature_table, start_ns, end_ns)
+    if frame.height == 0:
+        raise DataError(f"no {model.config.window_bars}-bar window ends in [{iso(start_ns)}, {iso(end_ns)})")
+    ts_all = _ts_ns(feature_table)
+    rows = np.searchsorted(ts_all, frame.get_column("ts").to_numpy())
+    labels = frame.get_column("regime").to_numpy()
+    starts = segment_starts(rows)
+    returns = feature_table.get_column(RETURN_FEATURE).to_numpy()[rows]
+    stats = regime_statistics(labels, returns, model.regimes.n_regimes, starts)
+    stats["range"] = [iso(int(frame.get_column("ts")[0])), iso(int(frame.get_column("ts")[-1]))]
+    stats["sample"] = sample
+    stats["raw_switches"] = int(np.sum(np.diff(frame.get_column("regime_raw").to_numpy()) != 0))
+    stats["risk_scale"] = model.regimes.risk_scale.tolist()
+    stats["feature_means"] = {
+        name: [
+            float(feature_table.get_column(name).to_numpy()[rows][labels == k].mean())
+            if np.any(labels == k)
+            else float("nan")
+            for k in range(model.regimes.n_regimes)
+        ]
+        for name in PROFILED_FEATURES
+        if name in feature_table.columns
+    }
+    return stats, frame
+
+
+def volatility_quartiles(feature_table: pl.DataFrame, train_bounds: tuple[int, int]) -> np.ndarray | None:
+    """Naive regime baseline: quartile of realised_volatility_20 per row, thresholds from the training
+    range's rows only; None if the table lacks the feature."""
+    if "realised_volatility_20" not in feature_table.columns:
+        return None
+    ts = _ts_ns(feature_table)
+    volatility = feature_table.get_column("realised_volatility_20").to_numpy()
+    inside = (ts >= train_bounds[0]) & (ts < train_bounds[1])
+    edges = np.quantile(volatility[inside], [0.25, 0.5, 0.75])
+    return np.searchsorted(edges, volatility, side="right")
+
+
+def train_guardian_from_config(
+    config: GuardianTrainConfig, run_dir: Path, resume: bool = False
+) -> GuardianOutcome:
+    """Bars -> Guardian features -> one model per fold (`train_guardian`) -> out-of-sample regime
+    statistics per fold, stability between folds on the exported fold's test range -> the exported
+    fold's artifact.
+
+    Run folder: `folds/<fold>/` (checkpoints, curves, guardian.pt), `artifact/` (model.onnx +
+    manifest.json), `regimes.json`, `regimes.md`, `plots/regimes_<fold>_test.png`. With `resume`, a
+    fold whose checkpoint exists continues from it (a finished fold is not retrained)."""
+    import time
+
+    from qa_engine.features.build import build_feature_table
+    from qa_engine.features.sets import get_feature_set
+    from qa_engine.models.data import load_source_bars
+    from qa_engine.models.data import to_ns
+    from qa_engine.models.guardian_stats import fold_stability
+    from qa_engine.models.guardian_stats import plot_regimes
+    from qa_engine.models.guardian_stats import write_regime_report
+
+    began = time.perf_counter()
+    data = config.data
+    source = data.sources[0]
+    source_label = f"{source.symbol}={source.describe()}"
+    step = data.step_ns
+    first_start = min(to_ns(fold.train_start) for fold in data.folds) - data.history_bars * step
+    bars = load_source_bars(
+        source, data.interval, first_start, max(to_ns(fold.test_end) for fold in data.folds)
+    )
+    declared = get_feature_set(data.feature_set)
+    fits_per_fold = any(spec.kind == "ffd" for spec in declared.specs)
+    shared_table = None if fits_per_fold else build_feature_table(bars, declared, step)
+    close_by_ts = dict(zip(bars.get_column("ts").to_list(), bars.get_column("close").to_list(), strict=True))
+
+    models: dict[str, GuardianModel] = {}
+    tables: dict[str, pl.DataFrame] = {}
+    report: dict[str, Any] = {
+        "id": config.id,
+        "description": config.description,
+        "source": source_label,
+        "interval": data.interval,
+        "feature_set": declared.name,
+        "folds": {},
+    }
+    for fold in data.folds:
+        validation_start = fold.bounds_ns("validation")[0]
+        table = shared_table or build_feature_table(bars, declared, step, train_end_ns=validation_start)
+        fold_dir = run_dir / "folds" / fold.name
+        training = train_guardian(
+            table.table,
+            fold,
+            fold_dir,
+            config.model,
+            config.trainer,
+            data.interval,
+            table.feature_set,
+            declared.hash,
+            _training_record(bars, source_label, validation_start),
+            resume=resume and (fold_dir / "checkpoints" / "last.pt").is_file(),
+        )
+        model = training.model
+        models[fold.name] = model
+        tables[fold.name] = table.table
+        stats, frame = describe_regimes(
+            model, table.table, *fold.bounds_ns("test"), f"OUT-OF-SAMPLE (test range of fold {fold.name})"
+        )
+        ts = frame.get_column("ts").to_numpy()
+        plot = run_dir / "plots" / f"regimes_{fold.name}_test.png"
+        plot_regimes(
+            ts,
+            np.array([close_by_ts[int(t)] for t in ts]),
+            frame.get_column("regime").to_numpy(),
+            plot,
+            f"Guardian fold {fold.name}, test {stats['range'][0]} .. {stats['range'][1]} (out of sample)",
+            model.regimes.n_regimes,
+            segment_starts(np.searchsorted(_ts_ns(table.table), ts)),
+            model.regimes.risk_scale,
+        )
+        report["folds"][fold.name] = {
+            "train": [iso(b) for b in fold.bounds_ns("train")],
+            "validation": [iso(b) for b in fold.bounds_ns("validation")],
+            "test": [iso(b) for b in fold.bounds_ns("test")],
+            "windows": model.windows,
+            "epochs_run": len(training.result.history),
+            "best_epoch": training.result.best_epoch,
+            "secs_per_epoch": training.result.secs_per_epoch,
+            "cpu_secs_per_epoch": training.result.cpu_secs_per_epoch,
+            "parameters": model.network.parameter_count(),
+            "validation_metrics": model.validation_metrics,
+            "regime_model": {
+                "risk_scale": model.regimes.risk_scale.tolist(),
+                "training_volatility_per_bar": model.regimes.training_volatility.tolist(),
+                "training_share": model.regimes.training_share.tolist(),
+                "training_drawdown_pct": model.regimes.training_drawdown_pct.tolist(),
+                "dangerous": model.regimes.dangerous,
+            },
+            "out_of_sample_test": stats,
+            "plot": str(plot.relative_to(run_dir)),
+        }
+
+    chosen = config.chosen_fold()
+    exported = models[chosen.name]
+    if len(models) > 1:
+        report["stability"] = fold_stability_report(models, tables, chosen, fold_stability)
+    test_split = GuardianWindows(
+        exported.scaled(tables[chosen.name]),
+        window_ends(
+            _ts_ns(tables[chosen.name]), exported.config.window_bars, step, *chosen.bounds_ns("test")
+        ),
+        exported.config.window_bars,
+    )
+    picks = np.linspace(0, len(test_split) - 1, min(64, len(test_split))).round().astype(np.int64)
+    manifest = export_guardian(
+        exported, run_dir / "artifact", test_split.batch(picks)["x"], [models[f.name] for f in data.folds]
+    )
+    report["artifact_fold"] = chosen.name
+    report["parity_max_abs_diff"] = manifest["validation_metrics"]["onnx_parity_max_abs_diff"]
+    report["total_secs"] = time.perf_counter() - began
+    write_regime_report(report, run_dir)
+    return GuardianOutcome(run_dir, models, exported, manifest, report, report["total_secs"])
+
+
+def fold_stability_report(
+    models: dict[str, GuardianModel],
+    tables: dict[str, pl.DataFrame],
+    chosen: FoldConfig,
+    fold_stability: Any,
+) -> dict[str, Any]:
+    """Every other fold's model against the chosen one on the chosen fold's test range: a range after
+    every fold's validation range (the folds' test ranges follow each other), so out of sample for all."""
+    start, end = chosen.bounds_ns("test")
+    reference = models[chosen.name].assign(tables[chosen.name], start, end)
+    result: dict[str, Any] = {"range": [iso(start), iso(end)], "reference_fold": chosen.name, "pairs": {}}
+    for name, model in models.items():
+        if name == chosen.name:
+            continue
+        if model.fold is not None and model.fold.bounds_ns("test")[0] > start:
+            continue  # a later fold's model has trained on this range: not out of sample for it
+        other = model.assign(tables[name], start, end)
+        if not np.array_equal(other.get_column("ts").to_numpy(), reference.get_column("ts").to_numpy()):
+            raise RuntimeError("two folds' models labelled different bars of the same range; this is a bug")
+        k = model.regimes.n_regimes
+        entry = {
+            "guardian_reported": fold_stability(
+                other["regime"].to_numpy(), reference["regime"].to_numpy(), k
+            ),
+            "guardian_raw": fold_stability(
+                other["regime_raw"].to_numpy(), reference["regime_raw"].to_numpy(), k
+            ),
+        }
+        ts = reference.get_column("ts").to_numpy()
+        mine = volatility_quartiles(tables[name], model.fold.bounds_ns("train")) if model.fold else None
+        theirs = volatility_quartiles(tables[chosen.name], chosen.bounds_ns("train"))
+        if mine is not None and theirs is not None:
+            entry["volatility_quartiles_baseline"] = fold_stability(
+                mine[np.searchsorted(_ts_ns(tables[name]), ts)],
+                theirs[np.searchsorted(_ts_ns(tables[chosen.name]), ts)],
+                4,
+            )
+        result["pairs"][f"{name} vs {chosen.name}"] = entry
+    return result

@@ -322,9 +322,8 @@ class GuardianSection(BaseModel):
 
 
 class GuardianArtifactManifest(ArtifactManifest):
-    """The shared manifest with model_kind 'guardian' and its section. Stand-in until
-    `qa_engine.models.manifest` lists the kind itself (add "guardian" to ModelKind, a
-    `guardian: GuardianSection | None = None` field and an entry in its `sections`); the JSON is the same."""
+    """The shared manifest with model_kind 'guardian' and its section, registered in
+    `qa_engine.models.manifest.MANIFEST_TYPES`: `read_manifest` and `load_artifact` read it."""
 
     model_kind: Literal["guardian"] = "guardian"  # type: ignore[assignment]
     guardian: GuardianSection
@@ -345,34 +344,14 @@ def load_guardian_artifact(
     window_bars: int | None = None,
     interval: str | None = None,
 ) -> Artifact:
-    """`qa_engine.inference.artifact.load_artifact` for a Guardian artifact (same checks: model file
-    hash, input/output shapes, feature set, window, interval). Stand-in until the shared manifest
-    schema lists the 'guardian' kind; then `load_artifact` reads these folders unchanged."""
+    """`qa_engine.inference.artifact.load_artifact` (model file hash, input/output shapes, feature set,
+    window, interval), refusing an artifact of another kind."""
     from qa_engine.errors import ConfigError
-    from qa_engine.inference.artifact import _check_model_file
-    from qa_engine.inference.artifact import check_feature_set
-    from qa_engine.models.manifest import MANIFEST_FILE
+    from qa_engine.inference.artifact import load_artifact
 
-    path = Path(folder) / MANIFEST_FILE
-    if not path.is_file():
-        raise ConfigError(f"{folder} is not a model artifact: {MANIFEST_FILE} is missing")
-    try:
-        manifest = GuardianArtifactManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: invalid Guardian manifest ({exc})") from None
-    artifact = Artifact(Path(folder), manifest)
-    _check_model_file(artifact)
-    where = f"artifact {folder}"
-    if expected_feature_set is not None:
-        check_feature_set(manifest, expected_feature_set, where)
-    if window_bars is not None and window_bars != manifest.window.encoder_bars:
-        raise ConfigError(
-            f"{where}: the model takes {manifest.window.encoder_bars}-bar windows, not {window_bars}"
-        )
-    if interval is not None and interval != manifest.window.interval:
-        raise ConfigError(
-            f"{where}: the model was trained on {manifest.window.interval} bars, not {interval}"
-        )
+    artifact = load_artifact(Path(folder), expected_feature_set, window_bars, interval)
+    if not isinstance(artifact.manifest, GuardianArtifactManifest):
+        raise ConfigError(f"artifact {folder} is a '{artifact.manifest.model_kind}' model, not a Guardian")
     return artifact
 
 

@@ -180,3 +180,149 @@ def plot_regimes(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+# ---- reports ---------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """Nested dicts/lists with NaN and inf floats as None (strict JSON), numpy scalars as Python ones."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _number(value: Any, digits: int) -> str:
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and not np.isfinite(value))
+        else f"{value:.{digits}f}"
+    )
+
+
+def regime_table(stats: dict[str, Any]) -> list[str]:
+    """Markdown rows: one per regime of a `regime_statistics` result (plus `risk_scale` if present)."""
+    risk = stats.get("risk_scale")
+    lines = [
+        "| regime | share | bars | vol. ann. | mean return (bp/bar) | mean fwd return (bp/bar) | runs | "
+        "mean / median / max run (bars) | risk scale |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in stats["regimes"]:
+        k = row["regime"]
+        lines.append(
+            f"| {k} | {_number(row['share'] * 100, 1)}% | {row['bars']:,} | "
+            f"{_number(row['volatility_annualised'] * 100, 0)}% | "
+            f"{_number(row['mean_return_per_bar_bps'], 2)} | "
+            f"{_number(row['mean_forward_return_per_bar_bps'], 2)} | {row['runs']:,} | "
+            f"{_number(row['mean_duration_bars'], 0)} / {_number(row['median_duration_bars'], 0)} / "
+            f"{row['max_duration_bars']:,} | {'' if risk is None else _number(risk[k], 2)} |"
+        )
+    return lines
+
+
+def stability_lines(stability: dict[str, Any]) -> list[str]:
+    """Markdown lines of `guardian.fold_stability_report`."""
+    lines = [
+        f"Bars of {stability['range'][0]} .. {stability['range'][1]} labelled by each fold's model "
+        f"(out of sample for every model compared), against fold {stability['reference_fold']}:",
+        "",
+        "| pair | labels | adjusted Rand index | agreement | agreement after best matching |",
+        "|---|---|---|---|---|",
+    ]
+    for pair, entry in stability["pairs"].items():
+        for label, name in (
+            ("Guardian, after persistence", "guardian_reported"),
+            ("Guardian, raw (nearest centroid)", "guardian_raw"),
+            ("naive: realised_volatility_20 quartiles", "volatility_quartiles_baseline"),
+        ):
+            if name in entry:
+                item = entry[name]
+                lines.append(
+                    f"| {pair} | {label} | {item['adjusted_rand_index']:.3f} | {item['agreement']:.3f} | "
+                    f"{item['matched_agreement']:.3f} |"
+                )
+    return lines
+
+
+def render_regime_markdown(report: dict[str, Any]) -> str:
+    """regimes.md of a Guardian run (`guardian.train_guardian_from_config`)."""
+    lines = [
+        f"# Guardian regimes: {report['id']}",
+        "",
+        report.get("description") or "",
+        "",
+        f"Contrastive VAE + k-means regimes on {report['source']} ({report['interval']} bars), feature set "
+        f"'{report['feature_set']}'. One model per walk-forward fold; every table below is on the fold's "
+        "TEST range, which its model never saw in training, early stopping or the k-means fit. Regime 0 is "
+        "the calmest (labels ordered by the median volatility of the training windows). Returns are 1-bar "
+        "log returns: 'mean return' is bar t's own (known at t), 'mean fwd return' bar t+1's.",
+        "",
+    ]
+    for name, fold in report["folds"].items():
+        stats = fold["out_of_sample_test"]
+        danger = (
+            "set to risk 0 (dangerous on the training fold)"
+            if fold["regime_model"]["dangerous"]
+            else "not flagged dangerous"
+        )
+        diagonal = [row[i] for i, row in enumerate(stats["transition_matrix"])]
+        lines += [
+            f"## Fold {name}",
+            "",
+            f"Train {fold['train'][0]} .. {fold['train'][1]}, validation (early stopping) .. "
+            f"{fold['validation'][1]}, test {fold['test'][0]} .. {fold['test'][1]}. Windows train / "
+            f"validation / test: {fold['windows'].get('train', 0):,} / "
+            f"{fold['windows'].get('validation', 0):,} / "
+            f"{fold['windows'].get('test', 0):,}. Epochs {fold['epochs_run']} (best {fold['best_epoch']}), "
+            f"{_number(fold['secs_per_epoch'], 1)} s per epoch; {fold['parameters']:,} parameters; "
+            f"validation silhouette {_number(fold['validation_metrics'].get('validation_silhouette'), 3)}; "
+            f"most volatile regime {danger}.",
+            "",
+            f"Out of sample, {stats['range'][0]} .. {stats['range'][1]}, {stats['bars']:,} bars:",
+            "",
+            *regime_table(stats),
+            "",
+            f"Switches after persistence {stats['switches']:,} (raw nearest-centroid switches "
+            f"{stats['raw_switches']:,}); bar-to-bar staying probability per regime: "
+            + ", ".join(f"{value:.3f}" for value in diagonal)
+            + ".",
+            "",
+        ]
+        means = stats.get("feature_means") or {}
+        if means:
+            lines += ["Mean raw feature value per regime (what tells them apart):", ""]
+            lines.append(
+                "| feature | " + " | ".join(f"regime {k}" for k in range(len(stats["regimes"]))) + " |"
+            )
+            lines.append("|---|" + "---|" * len(stats["regimes"]))
+            for feature, values in means.items():
+                lines.append(f"| {feature} | " + " | ".join(_number(v, 4) for v in values) + " |")
+            lines.append("")
+        lines += [f"![regimes]({fold['plot']})", ""]
+    if "stability" in report:
+        lines += ["## Stability between folds", "", *stability_lines(report["stability"]), ""]
+    parity = report.get("parity_max_abs_diff")
+    secs = report.get("total_secs")
+    lines.append(
+        f"Artifact: fold {report.get('artifact_fold')}; torch vs onnxruntime max |diff| "
+        f"{'n/a' if parity is None else f'{parity:.1e}'}; total run time "
+        f"{'n/a' if secs is None else f'{secs / 60:.1f}'} min."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_regime_report(report: dict[str, Any], folder: Path) -> None:
+    """regimes.json (strict JSON) and regimes.md in `folder`."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clean = jsonable(report)
+    (folder / "regimes.json").write_text(json.dumps(clean, indent=2) + "\n", encoding="utf-8")
+    (folder / "regimes.md").write_text(render_regime_markdown(clean), encoding="utf-8")

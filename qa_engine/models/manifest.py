@@ -35,7 +35,10 @@ MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 SCHEMA_VERSION = 1
 
-ModelKind = Literal["oracle"]  # others add "guardian", "strategist", "baseline" with their sections
+# Every kind the repository trains. `ArtifactManifest` itself carries the `oracle` section; the other
+# kinds are subclasses that narrow `model_kind` and add their section (see MANIFEST_TYPES below), so
+# `read_manifest` / `qa_engine.inference.artifact.load_artifact` read all of them.
+ModelKind = Literal["oracle", "guardian", "strategist", "baseline"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -15,8 +15,8 @@ from qa_engine.models.manifest import ArtifactManifest
 
 
 class StrategistSection(BaseModel):
-    """What only the Strategist's artifact holds (to move into qa_engine.models.manifest as the
-    `strategist` section once ModelKind knows it). Inputs, in order: returns_to_go (batch, K, 1) =
+    """What only the Strategist's artifact holds (the `strategist` section; the kind is registered in
+    `qa_engine.models.manifest.MANIFEST_TYPES`). Inputs, in order: returns_to_go (batch, K, 1) =
     R / rtg_scale; states (batch, K, S) = scaler(StateTransform(features, close)); actions (batch, K)
     int64 indices into action_positions (the last one is a placeholder); timesteps (batch, K) int64 =
     step in the episode (0 .. episode_bars-1). Output: action_logits (batch, A) for the last step."""
@@ -34,6 +34,9 @@ class StrategistSection(BaseModel):
     target_return_choices: dict[str, float] = Field(description="quantiles of training episode returns")
     state_transform: list[Literal["raw", "level", "difference"]] = Field(description="per feature, in order")
     behaviours: list[str]
+    behaviour_seed: int = Field(
+        0, ge=0, description="seed of the behaviour policies' noise (replays them next to the model)"
+    )
     return_weighting: dict[str, Any]
     training_episodes: int = Field(ge=1)
     training_data_sha256: str = Field(description="sha256 of ts, close and raw features of the training rows")

@@ -61,20 +61,16 @@ from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import onnx_session
+from qa_engine.models.export import parity_max_abs_diff
 from qa_engine.models.strategist_manifest import StrategistSection
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 from qa_engine.models.training import TrainingResult
-from qa_engine.models.trajectories import Behaviour
 from qa_engine.models.trajectories import StateTransform
-from qa_engine.models.trajectories import StrategistContext
 from qa_engine.models.trajectories import TrajectoryConfig
 from qa_engine.models.trajectories import TrajectorySet
 from qa_engine.models.trajectories import action_positions
-from qa_engine.models.trajectories import behaviour_uniforms
 from qa_engine.models.trajectories import build_trajectories
-from qa_engine.models.trajectories import gap_free_segments
-from qa_engine.models.trajectories import rollout
 from qa_engine.models.trajectories import state_transform_for
 
 log = get_logger("qa_engine.models.strategist_training")
@@ -347,7 +343,9 @@ def train_strategist(
         }
         exported = export_strategist(model, artifact / "model.onnx", example)
         result.artifact_dir = artifact
-        result.parity_max_abs_diff = strategist_parity(model, exported.path, example)
+        result.parity_max_abs_diff = parity_max_abs_diff(
+            DecisionTransformerPolicy(model), exported.path, {name: example[name] for name in INPUT_NAMES}
+        )
         if result.parity_max_abs_diff > PARITY_TOLERANCE:
             raise RuntimeError(
                 f"ONNX parity {result.parity_max_abs_diff:.2e} > {PARITY_TOLERANCE}: export bug"
@@ -364,6 +362,7 @@ def train_strategist(
             target_return_choices=target_returns,
             state_transform=list(transform.kinds),
             behaviours=[b.name for b in trajectory_config.behaviours],
+            behaviour_seed=trajectory_config.seed,
             return_weighting=asdict(weighting),
             training_episodes=train.episodes.height,
             training_data_sha256=_data_sha256(ts[train_rows], closes[train_rows], raw),
@@ -497,17 +496,6 @@ def export_strategist(model: DecisionTransformer, path: Path, example: dict[str,
     return export_onnx(policy, inputs, [OUTPUT_NAME], path)
 
 
-@torch.no_grad()
-def strategist_parity(model: DecisionTransformer, path: Path, inputs: dict[str, np.ndarray]) -> float:
-    """max |torch - onnxruntime| of the last-step logits (inputs keep their dtypes: int64 actions/timesteps;
-    the shared `parity_max_abs_diff` casts every input to float32)."""
-    policy = DecisionTransformerPolicy(model).eval()
-    feed = {name: np.ascontiguousarray(inputs[name]) for name in INPUT_NAMES}
-    expected = policy(*(torch.from_numpy(feed[name]) for name in INPUT_NAMES)).numpy()
-    actual = onnx_session(path).run(None, feed)[0]
-    return float(np.max(np.abs(expected - actual)))
-
-
 def write_strategist_manifest(
     artifact: Path,
     exported: OnnxExport,
@@ -629,6 +617,8 @@ def evaluate_out_of_sample(
     same bars,
     with the same reward accounting (position * log return - fee * turnover). Episodes restart every
     `episode_bars` bars, each gap-free segment starts flat with an empty context."""
+    from qa_engine.models.trinity_evaluation import strategist_rollouts
+
     session = onnx_session(onnx_path)
 
     def policy(inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -637,68 +627,112 @@ def evaluate_out_of_sample(
     names = tuple(c for c in feature_table.columns if c != "ts")
     ts = feature_table.get_column("ts").cast(pl.Int64).to_numpy()
     raw = feature_table.select(names).cast(pl.Float64).fill_null(np.nan).to_numpy()
-    valid = np.all(np.isfinite(raw), axis=1)
     states = scaler.transform(np.nan_to_num(transform.apply(raw, closes))).astype(np.float32)
-    segments = [(s, e) for s, e in gap_free_segments(ts, valid, interval_ns) if e - s > config.context_length]
+    return strategist_rollouts(
+        policy,
+        states,
+        closes,
+        ts,
+        interval_ns,
+        context_length=config.context_length,
+        state_dim=config.state_dim,
+        n_actions=config.n_actions,
+        episode_bars=trajectory_config.episode_bars,
+        rtg_scale=trajectory_config.rtg_scale,
+        taker_fee_rate=trajectory_config.taker_fee_rate,
+        target_returns=target_returns,
+        behaviours=list(enumerate(trajectory_config.behaviours)),
+        behaviour_seed=trajectory_config.seed,
+        valid=np.all(np.isfinite(raw), axis=1),
+    )
 
-    def context(target: float) -> StrategistContext:
-        return StrategistContext(
-            config.context_length,
-            config.state_dim,
-            config.n_actions,
-            trajectory_config.episode_bars,
-            target,
-            trajectory_config.rtg_scale,
-            trajectory_config.taker_fee_rate,
-        )
 
-    def run(make_actions, target: float, use_policy: bool) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for start, end in segments:
-            fixed = None if use_policy else make_actions(start, end)
-            outcome = rollout(
-                policy if use_policy else None,
-                states[start:end],
-                closes[start:end],
-                ts[start:end],
-                interval_ns,
-                context(target),
-                fixed,
-            )
-            for key in ("log_return", "bars", "turnover", "fees"):
-                totals[key] = totals.get(key, 0.0) + outcome[key]
-            for key in ("mean_abs_position", "long_share", "short_share"):
-                totals[key] = totals.get(key, 0.0) + outcome[key] * outcome["bars"]
-        for key in ("mean_abs_position", "long_share", "short_share"):
-            totals[key] = totals[key] / max(totals["bars"], 1.0)
-        return totals
+# ---- the run report -----------------------------------------------------------------------------
 
-    levels = action_positions(config.n_actions)
-    long_action, short_action = int(np.argmax(levels)), int(np.argmin(levels))
-    flat_index = int(np.abs(levels).argmin())
-    results: dict[str, Any] = {
-        "range": {"first_bar_close": iso(int(ts[0])), "last_bar_close": iso(int(ts[-1])), "rows": len(ts)},
-        "segments": len(segments),
-        "policies": {},
+
+def write_strategist_report(
+    config: StrategistTrainConfig, result: StrategistResult, run_dir: Path, secs: float
+) -> dict[str, Any]:
+    """report.json and report.md of a Strategist run: training facts, validation action accuracy next
+    to its floors, and the out-of-sample rollouts (test range) with their after-fee log returns."""
+    fold = config.chosen_fold()
+    metrics = result.validation_metrics
+    history = result.training.history
+    report: dict[str, Any] = {
+        "id": config.id,
+        "description": config.description,
+        "source": f"{config.data.sources[0].symbol}={config.data.sources[0].describe()}",
+        "fold": {
+            "name": fold.name,
+            "train": [iso(to_ns(fold.train_start)), iso(to_ns(fold.validation_start))],
+            "validation": [iso(to_ns(fold.validation_start)), iso(to_ns(fold.test_start))],
+            "test": [iso(to_ns(fold.test_start)), iso(to_ns(fold.test_end))],
+        },
+        "training": {
+            "epochs": len(history),
+            "best_epoch": result.training.best_epoch,
+            "stopped_early": result.training.stopped_early,
+            "secs_per_epoch": result.training.secs_per_epoch,
+            "cpu_secs_per_epoch": result.training.cpu_secs_per_epoch,
+            "train_episodes": result.trajectories["train"].episodes.height,
+            "validation_episodes": result.trajectories["validation"].episodes.height,
+        },
+        "validation_metrics": metrics,
+        "parity_max_abs_diff": result.parity_max_abs_diff,
+        "target_returns": result.target_returns,
+        "taker_fee_rate": config.taker_fee_rate,
+        "out_of_sample": result.out_of_sample,
+        "total_secs": secs,
     }
-    for label, target in target_returns.items():
-        results["policies"][f"decision_transformer_target_{label}={target:.4f}"] = run(None, target, True)
-    results["policies"]["flat"] = run(lambda s, e: np.full(e - s, flat_index), 0.0, False)
-    results["policies"]["always_long"] = run(lambda s, e: np.full(e - s, long_action), 0.0, False)
-    results["policies"]["always_short"] = run(lambda s, e: np.full(e - s, short_action), 0.0, False)
-    for index, behaviour in enumerate(trajectory_config.behaviours):
-        results["policies"][f"behaviour_{behaviour.name}"] = run(
-            lambda s, e, b=behaviour, i=index: _behaviour_actions(
-                b, i, closes[s:e], int(ts[s]), trajectory_config
-            ),
-            0.0,
-            False,
-        )
-    return results
-
-
-def _behaviour_actions(
-    behaviour: Behaviour, index: int, close: np.ndarray, first_ts: int, config: TrajectoryConfig
-) -> np.ndarray:
-    uniforms = behaviour_uniforms(config.seed, index, first_ts, len(close))
-    return behaviour.actions(close, uniforms, config.n_actions)
+    finite = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
+    report["validation_metrics"] = finite
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    lines = [
+        f"# Strategist run: {config.id}",
+        "",
+        config.description,
+        "",
+        f"Decision Transformer, {int(metrics['parameters']):,} parameters, context "
+        f"{config.model.context_length} steps, {config.model.n_actions} actions, episodes of "
+        f"{config.episode_bars} bars, taker fee {config.taker_fee_rate:.4%} per unit of turnover. "
+        f"Data: {report['source']}. Fold {fold.name}: train "
+        f"{report['fold']['train'][0]} .. {report['fold']['train'][1]}, validation (early stopping) .. "
+        f"{report['fold']['validation'][1]}, test {report['fold']['test'][0]} .. {report['fold']['test'][1]} "
+        "(bar close times, UTC).",
+        "",
+        f"Training: {len(history)} epochs (best {result.training.best_epoch}), "
+        f"{result.training.secs_per_epoch:.1f} s per epoch wall "
+        f"({result.training.cpu_secs_per_epoch:.1f} s CPU); "
+        f"total run {secs / 60:.1f} min; torch vs onnxruntime max |diff| "
+        + ("n/a" if result.parity_max_abs_diff is None else f"{result.parity_max_abs_diff:.1e}")
+        + ".",
+        "",
+        "Validation (early-stopping range, not out of sample): action accuracy at the last step "
+        f"{metrics['validation_accuracy_last_step']:.3f} vs 'repeat the previous action' "
+        f"{metrics['validation_persistence_accuracy_last_step']:.3f} and 'most frequent action' "
+        f"{metrics['validation_majority_accuracy']:.3f}.",
+        "",
+    ]
+    oos = result.out_of_sample
+    if oos:
+        lines += [
+            f"## Out of sample: {oos['range']['first_bar_close']} .. {oos['range']['last_bar_close']} "
+            f"({oos['range']['rows']:,} bars, {oos['segments']} gap-free segment(s))",
+            "",
+            "Bar-by-bar rollouts of the exported ONNX policy (onnxruntime) and of fixed policies on the "
+            "same bars, the same after-fee accounting (position * log return - fee * turnover), flat "
+            "until the context holds its first K bars.",
+            "",
+            "| policy | log return after fees | simple return | fees (log units) | turnover | "
+            "mean abs position | long share | short share |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, values in oos["policies"].items():
+            lines.append(
+                f"| {name} | {values['log_return']:+.4f} | {math.expm1(values['log_return']):+.2%} | "
+                f"{values['fees']:.4f} | {values['turnover']:.0f} | {values['mean_abs_position']:.3f} | "
+                f"{values['long_share']:.3f} | {values['short_share']:.3f} |"
+            )
+        lines.append("")
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report

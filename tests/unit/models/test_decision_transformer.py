@@ -18,11 +18,11 @@ from qa_engine.models.decision_transformer import DecisionTransformerConfig
 from qa_engine.models.decision_transformer import DecisionTransformerPolicy
 from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import onnx_session
+from qa_engine.models.export import parity_max_abs_diff
 from qa_engine.models.strategist_training import StrategistTrainConfig
 from qa_engine.models.strategist_training import StrategistWindows
 from qa_engine.models.strategist_training import export_strategist
 from qa_engine.models.strategist_training import strategist_loss
-from qa_engine.models.strategist_training import strategist_parity
 from qa_engine.models.strategist_training import train_strategist
 from qa_engine.models.strategist_training import train_strategist_from_config
 from qa_engine.models.trajectories import TrajectoryConfig
@@ -182,9 +182,11 @@ def test_onnx_export_matches_torch_within_1e5_on_real_windows(tmp_path: Path) ->
     windows = real_windows(32, config)
 
     exported = export_strategist(model, tmp_path / "model.onnx", windows)
-    difference = strategist_parity(model, exported.path, windows)
-    single = {k: v[:1] for k, v in windows.items()}
-    single_difference = strategist_parity(model, exported.path, single)
+    inputs = {name: windows[name] for name in ("returns_to_go", "states", "actions", "timesteps")}
+    policy = DecisionTransformerPolicy(model)
+    difference = parity_max_abs_diff(policy, exported.path, inputs)  # int64 actions/timesteps stay int64
+    single = {k: v[:1] for k, v in inputs.items()}
+    single_difference = parity_max_abs_diff(policy, exported.path, single)
     logits = onnx_session(exported.path).run(
         None, {k: single[k] for k in ("returns_to_go", "states", "actions", "timesteps")}
     )[0]

@@ -418,8 +418,37 @@ def test_online_guardian_replays_the_batch_assignment_bar_by_bar(trained, tmp_pa
     assert [r.regime for r in readings] == assigned.get_column("regime").to_list()
     assert [r.raw_regime for r in readings] == assigned.get_column("regime_raw").to_list()
     np.testing.assert_allclose([r.risk_scale for r in readings], assigned.get_column("risk_scale").to_numpy())
-    with pytest.raises(ConfigError, match="16-bar windows"):
+    with pytest.raises(ConfigError, match="windows of 16 bars"):
         load_guardian_artifact(tmp_path, window_bars=32)
+
+
+def test_the_shared_loader_reads_a_guardian_artifact_and_the_guardian_loader_refuses_other_kinds(
+    trained, tmp_path: Path
+) -> None:
+    training, _, _, _ = trained
+    export_guardian(training.model, tmp_path / "guardian")
+    from qa_engine.inference.artifact import load_artifact
+    from qa_engine.models.manifest import read_manifest
+
+    artifact = load_artifact(tmp_path / "guardian", window_bars=16, interval="5m")
+    assert isinstance(artifact.manifest, GuardianArtifactManifest)
+    assert artifact.manifest.model_kind == "guardian"
+    assert isinstance(read_manifest(tmp_path / "guardian"), GuardianArtifactManifest)
+    oracle = Path(__file__).resolve().parents[3] / "artifacts" / "oracle"
+    if (oracle / "manifest.json").is_file():
+        with pytest.raises(ConfigError, match="'oracle' model, not a Guardian"):
+            load_guardian_artifact(oracle)
+
+
+def test_export_lists_every_fold_of_the_run(trained, tmp_path: Path) -> None:
+    training, _, fold, _ = trained
+    model = training.model
+    earlier = replace(model, fold=fold.model_copy(update={"name": "earlier"}), windows={"train": 1})
+    manifest = export_guardian(model, tmp_path, run_folds=[earlier, model])
+    assert [entry["name"] for entry in manifest["folds"]] == ["earlier", "t"]
+    assert manifest["folds"][0]["windows"] == {"train": 1} and manifest["trained_on_fold"] == "t"
+    with pytest.raises(ValueError, match="do not include"):
+        export_guardian(model, tmp_path / "x", run_folds=[earlier])
 
 
 # ---- statistics ------------------------------------------------------------------------------
