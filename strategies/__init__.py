@@ -10,5 +10,6 @@ REGISTRY: dict[str, str] = {
     "supertrend": "strategies.supertrend:SuperTrendStrategy",
     "rsi_ema": "strategies.rsi_ema:RSIEMAStrategy",
     "macd_stochastic": "strategies.macd_stochastic:MACDStochasticStrategy",
+    "trinity": "strategies.trinity:TrinityStrategy",
     "ml_signal": "strategies.ml_signal:MLSignalStrategy",
 }
