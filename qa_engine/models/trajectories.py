@@ -36,7 +36,6 @@ from typing import cast
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 from qa_engine.errors import DataError
 from qa_engine.features.spec import FeatureSet
@@ -72,6 +71,8 @@ def ema(values: np.ndarray, period_bars: int) -> np.ndarray:
         return np.asarray(values, dtype=np.float64)
     alpha = 2.0 / (period_bars + 1.0)
     initial = [(1.0 - alpha) * float(values[0])]
+    from scipy.signal import lfilter  # lazy: scipy.signal takes ~3 s to import; trading never needs it
+
     filtered, _ = lfilter([alpha], [1.0, alpha - 1.0], np.asarray(values, dtype=np.float64), zi=initial)
     return filtered
 
@@ -80,6 +81,8 @@ def wilder_rsi(close: np.ndarray, period_bars: int) -> np.ndarray:
     """RSI 0..100 with Wilder smoothing (alpha = 1/period), seeded at the first change; 50 with no moves."""
     change = np.diff(np.asarray(close, dtype=np.float64), prepend=close[:1])
     alpha = 1.0 / period_bars
+    from scipy.signal import lfilter  # lazy, see ema()
+
     gains = lfilter([alpha], [1.0, alpha - 1.0], np.maximum(change, 0.0), zi=[0.0])[0]
     losses = lfilter([alpha], [1.0, alpha - 1.0], np.maximum(-change, 0.0), zi=[0.0])[0]
     total = gains + losses
