@@ -13,6 +13,7 @@ from qa_engine.cli.data import data_app
 from qa_engine.cli.features import features_app
 from qa_engine.cli.live import live_app
 from qa_engine.cli.new import new_app
+from qa_engine.cli.signals import signals_app
 from qa_engine.cli.train import train_app
 from qa_engine.errors import QAError
 
@@ -30,6 +31,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(live_app, name="live")
 app.add_typer(train_app, name="train")
 app.add_typer(new_app, name="new")
+app.add_typer(signals_app, name="signals")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,6 +144,60 @@ def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
     return venues
 
 
+SIGNALS_CLIENT_ID = "SIGNALS"  # the backtest data client that carries replayed signal records
+
+
+def signal_data_configs(config: BacktestConfig) -> list[BacktestDataConfig]:
+    """One BacktestDataConfig per `data.signals` entry, checked against the catalog now.
+
+    Nautilus 1.221 (backtest/node.py, persistence/catalog/parquet.py) queries custom data with the
+    config's `filter_expr`, wraps every record as CustomData(DataType(cls, metadata=<the config's
+    metadata>)) and adds it to the engine under `client_id`; the data engine then publishes the record
+    on `data.<DataType.topic>`, the topic the actors publish on: DataType(cls, metadata=
+    {"instrument_id": <id>}). These configs come after the bars': the engine sorts its stream by
+    ts_init stably, so a bar is processed (matching engine first) before the records of its close.
+    """
+    from qa_engine.replay import store
+
+    start_ns, end_ns = pd.Timestamp(config.data.start).value, pd.Timestamp(config.data.end).value
+    data = []
+    for index, signal in enumerate(config.data.signals):
+        where = f"data.signals.{index} ({signal.type} of {signal.instrument_id})"
+        held = store.summarise_keys(config.data.catalog, signal.type, signal.instrument_id)
+        key_name = store.KEY_FIELD[signal.type]
+        keys = [item.key for item in held]
+        build_hint = "build them with `qa signals build` (see `qa signals list`)"
+        if not held:
+            raise ConfigError(f"{where}: the catalog '{config.data.catalog}' holds none; {build_hint}")
+        key = signal.key
+        if key is None:
+            if len(keys) > 1:
+                raise ConfigError(f"{where}: the catalog holds several, choose one with {key_name}: {keys}")
+            key = keys[0]
+        if key not in keys:
+            raise ConfigError(f"{where}: no records of {key_name} '{key}'; the catalog holds {keys}")
+        if not store.count_records(
+            config.data.catalog, signal.type, signal.instrument_id, key, start_ns, end_ns
+        ):
+            raise ConfigError(
+                f"{where}: no records of '{key}' between {config.data.start:%Y-%m-%d %H:%M} and "
+                f"{config.data.end:%Y-%m-%d %H:%M}; {build_hint}"
+            )
+        data.append(
+            BacktestDataConfig(
+                catalog_path=str(config.data.catalog.resolve()),
+                data_cls=f"qa_engine.signals:{signal.type}",
+                instrument_id=signal.instrument_id,
+                start_time=config.data.start.isoformat(),
+                end_time=config.data.end.isoformat(),
+                filter_expr=f'field("{key_name}") == "{key}"',
+                client_id=SIGNALS_CLIENT_ID,
+                metadata={"instrument_id": signal.instrument_id},
+            )
+        )
+    return data
+
+
 def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = None) -> BacktestRunConfig:
     """Translate and validate. Raises ConfigError with one readable message."""
     currencies = {venue.currency for venue in config.venues}
@@ -199,6 +253,7 @@ def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = Non
         )
         for bars in config.data.bars
     ]
+    data += signal_data_configs(config)  # after the bars: see signal_data_configs
     run_config = BacktestRunConfig(
         engine=engine,
         venues=build_venue_configs(config),

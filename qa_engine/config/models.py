@@ -84,11 +84,66 @@ class BarsConfig(_Model):
         return self.instrument_id.rsplit(".", 1)[1]
 
 
+SignalType = Literal["Forecast", "Regime", "FeatureVector"]
+
+
+class SignalsConfig(_Model):
+    """Signal records to replay from the catalog (written by `qa signals build`) instead of running
+    the model actors: the data engine delivers them to the subscribers of
+    DataType(<type>, metadata={"instrument_id": ...}) as if the actors had published them."""
+
+    type: SignalType = Field(description="record class in qa_engine.signals")
+    instrument_id: str = Field(
+        description="e.g. BTCUSDT-LINEAR.BYBIT", pattern=r"^[A-Za-z0-9\-_/]+\.[A-Z0-9_]+$"
+    )
+    model_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="Forecast / Regime: whose records (default: the only model the catalog holds)",
+    )
+    feature_set_hash: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="FeatureVector: whose records (default: the only feature set the catalog holds)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SignalsConfig:
+        if self.type == "FeatureVector" and self.model_id is not None:
+            raise ValueError("FeatureVector records are chosen by feature_set_hash, not model_id")
+        if self.type != "FeatureVector" and self.feature_set_hash is not None:
+            raise ValueError(f"{self.type} records are chosen by model_id, not feature_set_hash")
+        return self
+
+    @property
+    def key(self) -> str | None:
+        return self.feature_set_hash if self.type == "FeatureVector" else self.model_id
+
+
 class DataConfig(_Model):
     catalog: Path = Field(Path("catalog"), description="ParquetDataCatalog root (relative to the cwd)")
     bars: list[BarsConfig] = Field(min_length=1, description="bar series replayed in the backtest")
     start: datetime = Field(description="first bar close time included (UTC)")
     end: datetime = Field(description="last bar close time included (UTC)")
+    signals: list[SignalsConfig] = Field(
+        default_factory=list,
+        description="signal records replayed from the catalog (qa signals build), delivered after the bar "
+        "of the same time",
+    )
+
+    @model_validator(mode="after")
+    def _check_signals(self) -> DataConfig:
+        listed = [(signal.type, signal.instrument_id, signal.key) for signal in self.signals]
+        if len(set(listed)) != len(listed):
+            raise ValueError("the same signal records are listed twice in data.signals")
+        instruments = {bars.instrument_id for bars in self.bars}
+        for index, signal in enumerate(self.signals):
+            if signal.instrument_id not in instruments:
+                raise ValueError(
+                    f"data.signals.{index}: instrument {signal.instrument_id} has no bars in data.bars "
+                    f"(it lists {', '.join(sorted(instruments))})"
+                )
+        return self
 
     @field_validator("start", "end")
     @classmethod
