@@ -1,8 +1,10 @@
 """GuardianActor: the contrastive-VAE market regime (ONNX) of each bar, published as Regime.
 
 Consumes the FeatureVectors of the artifact's fitted feature set (run a FeatureActor with
-`artifact=<the same folder>` beside it; the Guardian's set is the registered "guardian" set) and,
-once it holds `encoder_bars` consecutive warm vectors, publishes per bar a Regime on
+`artifact=<the same folder>` beside it; the Guardian's set is the registered "guardian" set), or,
+with `features_from = "artifacts/strategist"`, selects its 20 features from the vectors of the
+Strategist's fitted default set (one FeatureActor for both; `model_actor` checks they are the same
+features) and, once it holds `encoder_bars` consecutive warm vectors, publishes per bar a Regime on
 DataType(Regime, metadata={"instrument_id": <id>}): the persistence-filtered regime (0 = calmest),
 the regime probabilities of this bar and the risk scale of the reported regime, stamped with the
 vector's ts_event / ts_init. The persistence filter restarts (cold start) with the first full window
@@ -30,6 +32,9 @@ class GuardianActorConfig(ActorConfig, frozen=True):
     bar_type: BarType
     artifact: str = "artifacts/guardian"  # model folder: model.onnx + manifest.json
     model_id: str = ""  # "" -> the manifest's model name and model.onnx sha256 prefix
+    # A model folder whose fitted feature set a FeatureActor computes (e.g. "artifacts/strategist"):
+    # take this model's features from those vectors (every one must be there, defined identically).
+    features_from: str | None = None
     keep_history: bool = False  # keep every published Regime in memory (tests, research)
 
     def __post_init__(self) -> None:
@@ -54,16 +59,20 @@ class GuardianActor(ModelActor):
         self.guardian = GuardianOnline(artifact, threads=1)
         return self.guardian.runner
 
-    def evaluate(self, window: np.ndarray, vector: FeatureVector) -> Regime:
+    def evaluate(self, scaled: np.ndarray, vector: FeatureVector) -> Regime:
+        guardian = self.guardian
         if self.window.windows_in_segment == 1:  # first window after a gap (or the first ever)
-            self.guardian.reset()
-        reading = self.guardian.update(window)
+            guardian.reset()
+        # GuardianOnline.update on the already-scaled window: its runner's output, then its tracker
+        runner = guardian.runner
+        probabilities = runner.postprocess(runner.run_scaled(scaled))[0].astype(np.float64)
+        regime = guardian.tracker.update(probabilities)
         return Regime(
             ts_event=vector.ts_event,
             ts_init=vector.ts_init,
             instrument_id=self.config.instrument_id,
             model_id=self.model_id,
-            regime_id=reading.regime,
-            probabilities_f8=pack(reading.probabilities),
-            risk_scale=reading.risk_scale,
+            regime_id=regime,
+            probabilities_f8=pack(probabilities),
+            risk_scale=float(guardian.regimes.risk_scale[regime]),
         )

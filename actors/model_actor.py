@@ -14,6 +14,19 @@ That covers an artifact that cannot be loaded, is of another model kind, was tra
 or does not match the registered feature code; a run in which bars arrive but no vector of the
 artifact's set does (no FeatureActor computes it); and vectors of the set that never come one bar
 interval apart (the FeatureActor runs on other bars).
+
+`features_from` (a model folder) shares one FeatureActor between models: the actor then takes the
+vectors of THAT folder's fitted set and selects its own features from them, by column indices fixed
+in `on_start` after checking that every spec of its own fitted set is in the source set with the same
+canonical definition (a ConfigError names those that are missing or differ). One streaming engine
+then computes each feature once per bar (Trinity: one FeatureActor for the Strategist's set, which
+holds the Guardian's 20 features, instead of two). A selected row is "warm" when all its values are
+finite: the streaming engine publishes NaN for a feature until its own warm-up is over, so this is
+exactly the `warm` flag a FeatureActor of the model's own set would publish.
+
+Each row is scaled (the manifest's scaler, `FeatureScaler.transform`, the function `OnnxRunner`
+applies) once, when it enters the window, into a float32 ring beside the raw one, so a bar costs one
+row of scaling and the model runs on a contiguous (1, E, F) view without copies.
 """
 
 from __future__ import annotations
@@ -32,10 +45,12 @@ from nautilus_trader.model.data import DataType
 from qa_engine.errors import ConfigError
 from qa_engine.features.io import interval_ns
 from qa_engine.features.sets import get_feature_set
+from qa_engine.features.spec import FeatureSet
 from qa_engine.inference.artifact import Artifact
 from qa_engine.inference.artifact import check_feature_set
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.runner import OnnxRunner
+from qa_engine.inference.scaling import FeatureScaler
 from qa_engine.signals import FeatureVector
 
 INTERVAL_UNITS = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
@@ -59,9 +74,15 @@ class FeatureWindow:
     written twice, at `i` and `i + window_bars` of a (2 * window_bars, F) buffer, so the window that
     ends at row `i` is the contiguous view `[i + 1, i + 1 + window_bars)`: two row copies per bar, no
     roll, no list of arrays. The returned view is valid until the next `push`.
+
+    With a `scaler`, each row is also scaled once on entry into a float32 ring laid out the same way;
+    `scaled_window()` is then the model input of the last full window, (1, E, F), equal to
+    `scaler.transform(window).astype(np.float32)` (the transform is per element).
     """
 
-    def __init__(self, window_bars: int, n_features: int, step_ns: int) -> None:
+    def __init__(
+        self, window_bars: int, n_features: int, step_ns: int, scaler: FeatureScaler | None = None
+    ) -> None:
         if window_bars < 1 or n_features < 1 or step_ns <= 0:
             raise ValueError(
                 f"need window_bars, n_features, step_ns > 0, got {window_bars}, {n_features}, {step_ns}"
@@ -70,6 +91,9 @@ class FeatureWindow:
         self.n_features = n_features
         self.step_ns = step_ns
         self.buffer = np.zeros((2 * window_bars, n_features), dtype=np.float64)  # (2E, F)
+        self.scaler = scaler
+        self.scaled = np.zeros((2 * window_bars, n_features), dtype=np.float32) if scaler else None
+        self.row64 = np.zeros(n_features, dtype=np.float64)  # one row being scaled, reused
         self.next_row = 0  # where the next vector goes, in [0, window_bars)
         self.count = 0  # consecutive vectors held, at most window_bars
         self.last_ts: int | None = None
@@ -91,7 +115,7 @@ class FeatureWindow:
         """
         if self.last_ts is not None and ts_ns == self.last_ts:
             return None
-        if not warm or not np.all(np.isfinite(values)):
+        if not warm or not np.isfinite(values).all():
             self.reset()
             return None
         if self.last_ts is not None and ts_ns - self.last_ts != self.step_ns:
@@ -99,6 +123,9 @@ class FeatureWindow:
         row = self.next_row
         self.buffer[row] = values
         self.buffer[row + self.window_bars] = values
+        if self.scaler is not None:
+            self.scale_row(values, self.scaled[row])
+            self.scaled[row + self.window_bars] = self.scaled[row]
         self.next_row = (row + 1) % self.window_bars
         self.count = min(self.count + 1, self.window_bars)
         self.last_ts = ts_ns
@@ -106,6 +133,23 @@ class FeatureWindow:
             return None
         self.windows_in_segment += 1
         return self.buffer[row + 1 : row + 1 + self.window_bars]  # (E, F), oldest first
+
+    def scale_row(self, values: np.ndarray, out: np.ndarray) -> None:
+        """`scaler.transform` of one finite row, written as float32 into `out`, without allocating:
+        the same float64 operations in the same order ((x - mean) / std, clipped), then the cast that
+        `astype(np.float32)` does. Hand-written in place because this runs once per bar and model;
+        tests check it bitwise against `FeatureScaler.transform`."""
+        scaler, row = self.scaler, self.row64
+        np.subtract(values, scaler.mean, out=row)
+        np.divide(row, scaler.std, out=row)
+        np.maximum(row, -scaler.clip, out=row)  # = np.clip for finite values
+        np.minimum(row, scaler.clip, out=row)
+        out[:] = row
+
+    def scaled_window(self) -> np.ndarray:
+        """The scaled float32 model input (1, E, F) of the window the last `push` returned."""
+        start = (self.next_row - 1) % self.window_bars + 1
+        return self.scaled[None, start : start + self.window_bars]
 
 
 class TimedSession:
@@ -144,13 +188,38 @@ def load_checked_artifact(folder: Path, model_kind: str, interval: str) -> Artif
     return artifact
 
 
+def source_columns(own: FeatureSet, source: FeatureSet, where: str) -> np.ndarray | None:
+    """Indices of `own`'s features in `source`'s vectors (None: the same set, take every column).
+
+    Refuses (ConfigError) unless every spec of `own` is in `source` under the same name with the same
+    canonical definition (kind, parameters, inputs, warm-up, version, fallback): only then are the
+    source's values the ones the model was trained on."""
+    if own.hash == source.hash:
+        return None
+    positions = {spec.name: index for index, spec in enumerate(source.specs)}
+    missing = [spec.name for spec in own.specs if spec.name not in positions]
+    different = [
+        spec.name
+        for spec in own.specs
+        if spec.name in positions and spec.canonical() != source.specs[positions[spec.name]].canonical()
+    ]
+    if missing or different:
+        lines = [f"the missing features: {missing}"] if missing else []
+        lines += [f"the features computed differently (canonical spec): {different}"] if different else []
+        raise ConfigError(
+            f"{where}: the feature set '{source.name}' (hash {source.hash[:12]}...) cannot feed the model's "
+            f"'{own.name}' (hash {own.hash[:12]}...):\n  - " + "\n  - ".join(lines)
+        )
+    return np.asarray([positions[spec.name] for spec in own.specs], dtype=np.intp)
+
+
 class ModelActor(Actor):
     """Base of the actors that run one artifact over the FeatureVectors of one instrument.
 
     Subclasses set `role`, `model_kind` and `output_class`, and implement `build` (make the model
-    from the checked artifact; return its OnnxRunner) and `evaluate` (one full window ->
-    the message to publish). Counters: `published`, `onnx_secs` (inside onnxruntime), `handler_secs`
-    (the whole handler for vectors of this model's set), `history` when `keep_history`.
+    from the checked artifact; return its OnnxRunner) and `evaluate` (the scaled model input of one
+    full window -> the message to publish). Counters: `published`, `onnx_secs` (inside onnxruntime),
+    `handler_secs` (the whole handler for vectors of this model's set), `history` when `keep_history`.
     """
 
     role = "Model"
@@ -167,7 +236,10 @@ class ModelActor(Actor):
         self.artifact: Artifact | None = None
         self.window: FeatureWindow | None = None
         self.session: TimedSession | None = None
-        self.feature_set_hash = ""
+        self.feature_set_hash = ""  # of the vectors taken: the model's set, or `features_from`'s
+        self.columns: np.ndarray | None = None  # the model's features in those vectors (None: all)
+        self.source_set: FeatureSet | None = None  # the set of those vectors
+        self.source_folder = Path(config.features_from or config.artifact)
         self.model_id = ""
         self.published = 0
         self.handler_secs = 0.0
@@ -191,12 +263,31 @@ class ModelActor(Actor):
         except Exception as exc:  # a resource resolved in on_start: report, log and stop
             self.refuse(f"{self.role}Actor ({self.id}): cannot use the artifact '{folder}': {exc}")
             return
+        source_set = artifact.feature_set()
+        if self.config.features_from is not None:
+            try:
+                source = load_artifact(self.source_folder)
+                source.check_registered(get_feature_set(source.manifest.feature_set.name))
+                source_set = source.feature_set()
+                self.columns = source_columns(
+                    artifact.feature_set(), source_set, f"features_from = '{self.source_folder}'"
+                )
+            except Exception as exc:
+                self.refuse(
+                    f"{self.role}Actor ({self.id}): cannot take the features of '{folder}' from the "
+                    f"feature set of '{self.source_folder}': {exc}"
+                )
+                return
         manifest = artifact.manifest
         self.artifact = artifact
-        self.feature_set_hash = manifest.feature_set.hash
+        self.source_set = source_set
+        self.feature_set_hash = source_set.hash
         self.model_id = self.config.model_id or f"{manifest.model_name}-{manifest.model_sha256[:12]}"
         self.window = FeatureWindow(
-            manifest.window.encoder_bars, len(manifest.feature_set.names), interval_ns(interval)
+            manifest.window.encoder_bars,
+            len(manifest.feature_set.names),
+            interval_ns(interval),
+            scaler=runner.scaler,
         )
         self.subscribe_data(self.input_type)
         self.subscribe_bars(self.config.bar_type)  # the clock of the "no vectors of my set" check
@@ -205,8 +296,9 @@ class ModelActor(Actor):
         """Make the model from the checked artifact; return the OnnxRunner it predicts with."""
         raise NotImplementedError
 
-    def evaluate(self, window: np.ndarray, vector: FeatureVector) -> Data:
-        """One full (E, F) window of raw features ending at `vector`'s bar -> the message to publish."""
+    def evaluate(self, scaled: np.ndarray, vector: FeatureVector) -> Data:
+        """The scaled float32 (1, E, F) model input of the full window ending at `vector`'s bar (what
+        `OnnxRunner.predict` feeds onnxruntime for that raw window) -> the message to publish."""
         raise NotImplementedError
 
     def refuse(self, message: str) -> None:
@@ -224,9 +316,12 @@ class ModelActor(Actor):
         self.vectors_seen += 1
         if self.steps_on_interval == 0 and not self.check_vector_step(data.ts_event):
             return
-        window = self.window.push(data.ts_event, data.values, data.warm)
+        if self.columns is None:
+            window = self.window.push(data.ts_event, data.values, data.warm)
+        else:  # not warm <=> a selected value is NaN (the engine's warm-up), which the push checks
+            window = self.window.push(data.ts_event, data.values[self.columns], True)
         if window is not None:
-            message = self.evaluate(window, data)
+            message = self.evaluate(self.window.scaled_window(), data)
             self.publish_data(self.output_type, message)
             self.published += 1
             if self.config.keep_history:
@@ -256,6 +351,7 @@ class ModelActor(Actor):
 
     def missing_features_message(self) -> str:
         record = self.artifact.manifest.feature_set
+        source = self.source_set
         seen = (
             f"only FeatureVectors of other feature sets arrived (hashes "
             f"{', '.join(sorted(h[:12] + '...' for h in self.other_hashes))})"
@@ -264,12 +360,17 @@ class ModelActor(Actor):
         )
         if record.declared_hash in self.other_hashes:
             seen += f", {record.declared_hash[:12]}... being the registered set before fitting"
+        needs = f"its fitted feature set '{record.name}' (hash {record.hash[:12]}...)"
+        if self.columns is not None:
+            needs = (
+                f"the fitted feature set '{source.name}' of features_from = '{self.source_folder}' (hash "
+                f"{source.hash[:12]}...)"
+            )
         return (
             f"{self.role}Actor ({self.id}): {self.bars_seen} bars of {self.config.instrument_id} "
-            f"arrived, but {seen}; the model needs its fitted feature set '{record.name}' (hash "
-            f"{record.hash[:12]}...): add to `actors` "
+            f"arrived, but {seen}; the model needs {needs}: add to `actors` "
             f'{{name = "features", params = {{instrument_id = "{self.config.instrument_id}", bar_type = '
-            f'"{self.config.bar_type}", artifact = "{self.config.artifact}"}}}}'
+            f'"{self.config.bar_type}", artifact = "{self.source_folder}"}}}}'
         )
 
     def on_stop(self) -> None:

@@ -1,9 +1,10 @@
 """OracleActor: the TFT quantile forecast (ONNX) of each bar, published as Forecast on the message bus.
 
 Consumes the FeatureVectors of the artifact's fitted feature set (run a FeatureActor with
-`artifact=<the same folder>` beside it) and, once it holds `encoder_bars` consecutive warm vectors,
-publishes per bar a Forecast: (horizon_bars, quantiles) forward log returns ln(close[t+k] / close[t])
-in natural units, stamped with the vector's ts_event / ts_init, on
+`artifact=<the same folder>` beside it, or set `features_from` to the folder of a model whose fitted
+set holds this one's features and whose FeatureActor runs) and, once it holds `encoder_bars`
+consecutive warm vectors, publishes per bar a Forecast: (horizon_bars, quantiles) forward log
+returns ln(close[t+k] / close[t]) in natural units, stamped with the vector's ts_event / ts_init, on
 DataType(Forecast, metadata={"instrument_id": <id>}). Window, gap and error handling: `model_actor`.
 """
 
@@ -27,6 +28,9 @@ class OracleActorConfig(ActorConfig, frozen=True):
     bar_type: BarType
     artifact: str = "artifacts/oracle"  # model folder: model.onnx + manifest.json
     model_id: str = ""  # "" -> the manifest's model name and model.onnx sha256 prefix
+    # A model folder whose fitted feature set a FeatureActor computes (e.g. "artifacts/strategist"):
+    # take this model's features from those vectors (every one must be there, defined identically).
+    features_from: str | None = None
     keep_history: bool = False  # keep every published Forecast in memory (tests, research)
 
     def __post_init__(self) -> None:
@@ -56,8 +60,8 @@ class OracleActor(ModelActor):
         self.horizon_bars = artifact.manifest.window.horizon_bars
         return self.runner
 
-    def evaluate(self, window: np.ndarray, vector: FeatureVector) -> Forecast:
-        values = self.runner.predict(window)  # (H, Q) log returns
+    def evaluate(self, scaled: np.ndarray, vector: FeatureVector) -> Forecast:
+        values = self.runner.postprocess(self.runner.run_scaled(scaled))[0]  # (H, Q) log returns
         return Forecast(
             ts_event=vector.ts_event,
             ts_init=vector.ts_init,

@@ -292,22 +292,28 @@ def clock() -> dict:
 
 
 def streamed_actors(artifacts: Artifacts) -> list[dict]:
-    """One FeatureActor per distinct fitted feature set, the two model actors, the decision clock."""
+    """The FeatureActor of the Strategist's fitted set, the two model actors, the decision clock.
+
+    A model actor whose features are all in the Strategist's set takes them from its vectors
+    (`features_from`, as configs/backtest/trinity.toml does); one whose features are not gets a
+    FeatureActor of its own set."""
+    from actors.model_actor import source_columns
+    from qa_engine.errors import ConfigError
     from qa_engine.inference.artifact import load_artifact
 
-    by_hash: dict[str, Path] = {}
-    for folder in (artifacts.strategist, artifacts.oracle, artifacts.guardian):
-        by_hash.setdefault(load_artifact(folder).manifest.feature_set.hash, folder)
-    actors = [
-        component("features", artifact=str(folder), component_id=f"FeatureActor-{index}")
-        for index, folder in enumerate(by_hash.values())
-    ]
-    return [
-        clock(),
-        *actors,
-        component("oracle", artifact=str(artifacts.oracle)),
-        component("guardian", artifact=str(artifacts.guardian)),
-    ]
+    source = load_artifact(artifacts.strategist).feature_set()
+    features = [component("features", artifact=str(artifacts.strategist), component_id="FeatureActor-0")]
+    models = []
+    for name, folder in (("oracle", artifacts.oracle), ("guardian", artifacts.guardian)):
+        try:
+            source_columns(load_artifact(folder).feature_set(), source, str(folder))
+        except ConfigError:
+            index = len(features)
+            features.append(component("features", artifact=str(folder), component_id=f"FeatureActor-{index}"))
+            models.append(component(name, artifact=str(folder)))
+        else:
+            models.append(component(name, artifact=str(folder), features_from=str(artifacts.strategist)))
+    return [clock(), *features, *models]
 
 
 def replay_signals(artifacts: Artifacts) -> list[dict]:

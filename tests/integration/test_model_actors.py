@@ -2,7 +2,9 @@
 
 One 3-day backtest runs two FeatureActors side by side (the Oracle's fitted set and the Guardian's)
 with both model actors: each model takes only its own vectors, and every Forecast / Regime equals
-what onnxruntime gives on the batch-computed features (qa_engine.features) of the same bars. Short
+what onnxruntime gives on the batch-computed features (qa_engine.features) of the same bars. A second
+GuardianActor in it takes its features from the Oracle's vectors (`features_from`): the same values
+and the same Regimes as the Guardian fed by its own FeatureActor. Short
 backtests then show the refusals: an altered manifest, a missing FeatureActor.
 """
 
@@ -69,10 +71,22 @@ def streamed(tmp_path_factory, guardian_folder):
     config = backtest_config(
         REPO_ROOT / "catalog",
         [
-            actor("features", artifact=str(ORACLE), component_id="FeatureActor-oracle"),
-            actor("features", artifact=str(guardian_folder), component_id="FeatureActor-guardian"),
+            actor("features", artifact=str(ORACLE), component_id="FeatureActor-oracle", keep_history=True),
+            actor(
+                "features",
+                artifact=str(guardian_folder),
+                component_id="FeatureActor-guardian",
+                keep_history=True,
+            ),
             actor("oracle", artifact=str(ORACLE), keep_history=True),
             actor("guardian", artifact=str(guardian_folder), keep_history=True),
+            actor(
+                "guardian",
+                artifact=str(guardian_folder),
+                features_from=str(ORACLE),
+                component_id="GuardianActor-shared",
+                keep_history=True,
+            ),
         ],
     )
     captured = {}
@@ -80,9 +94,10 @@ def streamed(tmp_path_factory, guardian_folder):
     def inspect(engine):
         for component in engine.trader.actors():
             if isinstance(component, OracleActor | GuardianActor):
-                captured[type(component).__name__] = component
+                captured[str(component.id)] = component
             elif isinstance(component, FeatureActor):
                 captured[str(component.id)] = component.feature_set_hash
+                captured[f"{component.id}.history"] = component.history
 
     run_backtest(config, run_dir=tmp_path_factory.mktemp("model_actors_run"), inspect=inspect)
     return captured
@@ -149,6 +164,38 @@ def test_streamed_regimes_equal_guardian_online_on_batch_features(streamed, guar
     )
     assert [r.risk_scale for r in regimes] == [reading.risk_scale for reading in readings]
     assert len({r.regime_id for r in regimes}) >= 1 and all(0 <= r.risk_scale <= 1 for r in regimes)
+
+
+def test_a_guardian_fed_from_the_oracles_vectors_sees_the_same_features_and_regimes(
+    streamed, guardian_folder
+) -> None:
+    own: GuardianActor = streamed["GuardianActor"]
+    shared: GuardianActor = streamed["GuardianActor-shared"]
+    assert shared.config_errors == [] and shared.feature_set_hash == streamed["FeatureActor-oracle"]
+    # the selected columns of the Oracle's set's vectors = the Guardian's set's vectors, bar by bar
+    own_set = load_artifact(guardian_folder).feature_set()
+    source_set = load_artifact(ORACLE).feature_set()
+    assert [source_set.names[i] for i in shared.columns] == list(own_set.names)
+    source_vectors = streamed["FeatureActor-oracle.history"]
+    own_vectors = streamed["FeatureActor-guardian.history"]
+    assert [v.ts_event for v in source_vectors] == [v.ts_event for v in own_vectors] and len(
+        own_vectors
+    ) == BARS
+    selected = np.vstack([v.values[shared.columns] for v in source_vectors])
+    expected = np.vstack([v.values for v in own_vectors])
+    np.testing.assert_array_equal(selected, expected)  # bitwise, NaN in the same places
+    # warm of the Guardian's set <=> its 20 selected values are finite (the Oracle's set warms later)
+    assert [v.warm for v in own_vectors] == np.all(np.isfinite(selected), axis=1).tolist()
+    assert sum(v.warm for v in own_vectors) > sum(v.warm for v in source_vectors)
+    # hence the very same Regimes, from the same first bar
+    assert shared.regimes_published == own.regimes_published == len(own.history) > 0
+    for mine, theirs in zip(own.history, shared.history, strict=True):
+        assert (mine.ts_event, mine.regime_id, mine.risk_scale) == (
+            theirs.ts_event,
+            theirs.regime_id,
+            theirs.risk_scale,
+        )
+        assert theirs.probabilities_f8 == mine.probabilities_f8  # bitwise
 
 
 # ---- refusals: ConfigError from run_backtest ---------------------------------------------------

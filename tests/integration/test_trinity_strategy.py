@@ -558,7 +558,7 @@ def test_with_the_real_model_actors_every_decision_joins_their_messages_of_the_s
     loaded["data"].update(catalog=str(sample_catalog), end="2025-01-04T00:00:00Z")
     for component in loaded["actors"] + loaded["strategies"]:
         component["params"]["keep_history"] = True
-        for key in ("artifact", "strategist_artifact"):
+        for key in ("artifact", "strategist_artifact", "features_from"):
             if key in component["params"]:
                 component["params"][key] = str(repo_root / component["params"][key])
     captured = {}

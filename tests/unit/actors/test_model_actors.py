@@ -17,9 +17,12 @@ from actors.guardian_actor import GuardianActor
 from actors.guardian_actor import GuardianActorConfig
 from actors.model_actor import FeatureWindow
 from actors.model_actor import bar_interval
+from actors.model_actor import source_columns
 from actors.oracle_actor import OracleActor
 from actors.oracle_actor import OracleActorConfig
 from qa_engine.errors import ConfigError
+from qa_engine.features.sets import default_feature_set
+from qa_engine.features.sets import guardian_feature_set
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.models.guardian_regimes import GuardianOnline
@@ -106,6 +109,42 @@ def test_feature_window_restarts_after_a_gap_a_cold_vector_or_nan(oracle_feature
     assert window.breaks == 3 and window.count == 0
 
 
+def test_feature_window_scales_each_row_once_as_the_runner_scales_the_window(oracle_features) -> None:
+    ts, values, _ = oracle_features
+    runner = OnnxRunner(load_artifact(ORACLE))
+    window = FeatureWindow(5, values.shape[1], STEP_NS, scaler=runner.scaler)
+    for end in range(40):
+        if end == 20:  # a gap: the scaled ring restarts with the raw one
+            continue
+        raw = window.push(int(ts[end]), values[end], warm=True)
+        if raw is None:
+            continue
+        scaled = window.scaled_window()
+        assert scaled.shape == (1, 5, values.shape[1]) and scaled.flags.c_contiguous
+        expected = runner.scaler.transform(raw[None]).astype(np.float32)  # what predict feeds ORT
+        np.testing.assert_array_equal(scaled, expected)
+        np.testing.assert_array_equal(raw, values[end - 4 : end + 1])
+    assert window.breaks == 1
+    extreme = values[0] + runner.scaler.std * np.linspace(-3, 3, values.shape[1]) * runner.scaler.clip
+    out = np.empty(values.shape[1], dtype=np.float32)
+    window.scale_row(extreme, out)  # beyond the clip on both sides
+    np.testing.assert_array_equal(out, runner.scaler.transform(extreme).astype(np.float32))
+    assert out.min() == -runner.scaler.clip and out.max() == runner.scaler.clip
+
+
+def test_source_columns_select_a_models_features_from_a_larger_set() -> None:
+    default, guardian = default_feature_set(), guardian_feature_set()
+    columns = source_columns(guardian, default, "test")
+    assert [default.names[i] for i in columns] == list(guardian.names)
+    assert source_columns(default, default, "test") is None  # the same set: every column
+    with pytest.raises(ConfigError, match=r"missing features: \['sma_5'"):
+        source_columns(default, guardian, "test")
+    rsi = guardian.spec("rsi_14")
+    altered = guardian.replace_spec(rsi.with_params(**{key: value for key, value in rsi.params}, extra=1))
+    with pytest.raises(ConfigError, match=r"computed differently \(canonical spec\): \['rsi_14'\]"):
+        source_columns(altered, default, "test")
+
+
 def test_bar_interval_of_bar_types() -> None:
     assert bar_interval(BarType.from_str(BAR_TYPE)) == "5m"
     assert bar_interval(BarType.from_str("BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL")) == "1m"
@@ -182,6 +221,61 @@ def test_guardian_restarts_its_persistence_filter_after_a_gap(guardian_folder) -
         atol=1e-12,
     )
     assert [r.risk_scale for r in kernel.published] == [reading.risk_scale for _, reading in expected]
+
+
+def guardian_config(guardian_folder: Path, **params) -> GuardianActorConfig:
+    return GuardianActorConfig(
+        instrument_id=InstrumentId.from_str(INSTRUMENT_ID),
+        bar_type=BarType.from_str(BAR_TYPE),
+        artifact=str(guardian_folder),
+        **params,
+    )
+
+
+def test_guardian_fed_from_the_oracles_set_publishes_what_its_own_set_gives(guardian_folder) -> None:
+    """From the catalog's first bar: the Oracle's set warms up (FFD) long after the Guardian's 20
+    features; selected from the Oracle's vectors, the Guardian still starts at its own warm-up."""
+    own = load_artifact(guardian_folder)
+    source = load_artifact(ORACLE)
+    ts, own_values = batch_features(own.feature_set(), "2024-12-01", "2025-01-04")
+    source_ts, source_values = batch_features(source.feature_set(), "2024-12-01", "2025-01-04")
+    assert ts.tolist() == source_ts.tolist()
+    own_warm = np.all(np.isfinite(own_values), axis=1)
+    source_warm = np.all(np.isfinite(source_values), axis=1)
+    assert own_warm.sum() > source_warm.sum() + 100  # the window starts before the Oracle's set is warm
+    runs = {}
+    for name, fs_hash, values, warm, params in (
+        ("own", own.manifest.feature_set.hash, own_values, own_warm, {}),
+        (
+            "shared",
+            source.manifest.feature_set.hash,
+            source_values,
+            source_warm,
+            {"features_from": str(ORACLE)},
+        ),
+    ):
+        kernel = Kernel()
+        actor = kernel.start(GuardianActor(guardian_config(guardian_folder, **params)))
+        assert actor.config_errors == [] and actor.feature_set_hash == fs_hash
+        for row in range(len(ts)):
+            actor.handle_data(feature_vector(fs_hash, ts[row], values[row], warm=bool(warm[row])))
+        runs[name] = kernel.published
+    assert len(runs["own"]) == len(runs["shared"]) > own_warm.sum() - source_warm.sum()
+    for mine, shared in zip(runs["own"], runs["shared"], strict=True):
+        assert (mine.ts_event, mine.regime_id, mine.risk_scale) == (
+            shared.ts_event,
+            shared.regime_id,
+            shared.risk_scale,
+        )
+        assert mine.probabilities_f8 == shared.probabilities_f8  # bitwise
+
+
+def test_a_model_refuses_features_from_a_set_that_lacks_its_features(guardian_folder) -> None:
+    actor = Kernel().start(OracleActor(oracle_config(features_from=str(guardian_folder))))
+    assert len(actor.config_errors) == 1 and not actor.is_running
+    message = actor.config_errors[0]
+    assert f"from the feature set of '{guardian_folder}'" in message
+    assert "the missing features: ['sma_5', 'sma_10'" in message
 
 
 def test_oracle_refuses_a_guardian_artifact_and_stops(guardian_folder) -> None:
