@@ -1,8 +1,7 @@
 """The manifest of a baseline classifier artifact (torch-free, pydantic only).
 
-Stand-in until `qa_engine.models.manifest` lists the kind itself: to integrate, add "baseline" to
-`ModelKind`, a `baseline: BaselineSection | None = None` field on `ArtifactManifest` and an entry in its
-`sections`; the JSON written here is already that shape, so existing files stay readable.
+The shared `ArtifactManifest` with model_kind "baseline" and the kind's own `baseline` section,
+registered in `qa_engine.models.manifest.MANIFEST_TYPES` (so `load_artifact` reads these folders).
 """
 
 from __future__ import annotations
