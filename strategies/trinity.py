@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from dataclasses import fields
 from decimal import ROUND_DOWN
@@ -320,6 +321,26 @@ def decide(proposal: PolicyAction | None, gates: GateInputs, context_note: str =
     return Decision(final, _signal(held, final, confidence, gates), confidence, reasoning)
 
 
+def outcome_kind(ready: bool, proposal: PolicyAction | None, decision: Decision) -> str:
+    """A short category of a decision, for the end-of-run tally (why the strategy did or did not trade)."""
+    if decision.target_fraction is not None:
+        return "trade"
+    if not ready:
+        return "warming up"
+    if proposal is None:
+        return "flat, no entry can pass the gates (Strategist not run)"
+    reasoning = decision.reasoning
+    if "% threshold" in reasoning:
+        return "below the confidence threshold"
+    if "blocked: forecast" in reasoning:
+        return "blocked by the forecast (does not clear the cost)"
+    if "blocked: regime" in reasoning:
+        return "blocked by the regime (no new risk)"
+    if "blocked: ATR" in reasoning:
+        return "blocked: ATR warming up"
+    return "Strategist keeps the position"
+
+
 def _signal(held: float, target: float, confidence: float, gates: GateInputs) -> Signal:
     buying = target > held
     strong = (
@@ -422,6 +443,7 @@ class TrinityStrategy(TargetPositionStrategy):
         self.decisions = 0
         self.orders_submitted = 0
         self.inference_skipped = 0
+        self.outcomes: Counter[str] = Counter()  # why each bar traded or not (logged at stop)
         self.handler_secs = 0.0
         self.taker_fee = 0.0
         self._held_target = 0.0  # action level of the position we traded to
@@ -525,6 +547,7 @@ class TrinityStrategy(TargetPositionStrategy):
             decision = decide(proposal, gates, note)
             self.last_decision = decision
             self.decisions += 1
+            self.outcomes[outcome_kind(ready, proposal, decision)] += 1
             if decision.target_fraction is not None:
                 if self.has_pending_orders():
                     self.log.warning(f"order in flight at {inputs.ts}: decision not executed")
@@ -694,6 +717,12 @@ class TrinityStrategy(TargetPositionStrategy):
 
     def on_stop(self) -> None:
         super().on_stop()
+        if self.decisions:
+            tally = ", ".join(f"{kind}: {count:,}" for kind, count in self.outcomes.most_common())
+            if self.outcomes["trade"] == 0:  # a silent zero-trade run is the first thing a user asks about
+                self.log.warning(f"Trinity made no trade in {self.decisions:,} decisions ({tally})")
+            else:
+                self.log.info(f"Trinity decisions: {tally}")
         if self.policy is not None:
             self.log.info(
                 f"Trinity: {self.decisions} decisions, {self.policy.calls} Strategist calls "

@@ -33,6 +33,7 @@ from strategies.trinity import TimestampJoin
 from strategies.trinity import TrinityStrategy
 from strategies.trinity import TrinityStrategyConfig
 from strategies.trinity import decide
+from strategies.trinity import outcome_kind
 from strategies.trinity import risk_sized_quantity
 from tests.plugins.stub_signals import StubSignalsActorConfig
 from tests.plugins.stub_signals import stub_forecast
@@ -131,6 +132,20 @@ def test_a_confidence_below_the_threshold_does_nothing_even_an_exit():
     assert below.target_fraction is None and below.signal == Signal.HOLD
     assert "< 60% threshold" in below.reasoning
     assert decide(proposal(0.0, 0.61), gates(held=1.0, threshold=60.0)).target_fraction == 0.0
+
+
+def test_the_end_of_run_tally_names_why_a_bar_did_not_trade():
+    def kind(prop, gate, ready=True):
+        return outcome_kind(ready, prop, decide(prop, gate))
+
+    assert kind(proposal(1.0, 0.7), gates(median=0.0030)) == "trade"
+    assert kind(proposal(1.0, 0.7), gates(median=0.0013)).startswith("blocked by the forecast")
+    assert kind(proposal(1.0, 0.9), gates(risk_scale=0.0)).startswith("blocked by the regime")
+    assert kind(proposal(1.0, 0.9), gates(atr=None)) == "blocked: ATR warming up"
+    assert kind(proposal(1.0, 0.59), gates(threshold=60.0)) == "below the confidence threshold"
+    assert kind(proposal(1.0, 0.9), gates(held=1.0)) == "Strategist keeps the position"
+    assert kind(None, gates()).startswith("flat, no entry can pass")
+    assert kind(None, gates(), ready=False) == "warming up"
 
 
 def test_signal_strength_rule():
