@@ -37,10 +37,12 @@ from typing import Any
 
 import numpy as np
 from nautilus_trader.common.actor import Actor
+from nautilus_trader.config import ActorConfig
 from nautilus_trader.core.data import Data
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.data import DataType
+from nautilus_trader.model.identifiers import InstrumentId
 
 from qa_engine.errors import ConfigError
 from qa_engine.features.io import interval_ns
@@ -211,6 +213,23 @@ def source_columns(own: FeatureSet, source: FeatureSet, where: str) -> np.ndarra
             f"'{own.name}' (hash {own.hash[:12]}...):\n  - " + "\n  - ".join(lines)
         )
     return np.asarray([positions[spec.name] for spec in own.specs], dtype=np.intp)
+
+
+class ModelActorConfig(ActorConfig, frozen=True):
+    """What every model actor's config holds; a subclass sets `artifact`'s default folder."""
+
+    instrument_id: InstrumentId
+    bar_type: BarType
+    artifact: str  # model folder: model.onnx + manifest.json
+    model_id: str = ""  # "" -> the manifest's model name and model.onnx sha256 prefix
+    # A model folder whose fitted feature set a FeatureActor computes (e.g. "artifacts/strategist"):
+    # take this model's features from those vectors (every one must be there, defined identically).
+    features_from: str | None = None
+    keep_history: bool = False  # keep every published message in memory (tests, research)
+
+    def __post_init__(self) -> None:
+        if self.bar_type.instrument_id != self.instrument_id:
+            raise ValueError(f"bar_type {self.bar_type} is not a bar type of {self.instrument_id}")
 
 
 class ModelActor(Actor):

@@ -11,11 +11,9 @@ DataType(Forecast, metadata={"instrument_id": <id>}). Window, gap and error hand
 from __future__ import annotations
 
 import numpy as np
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import BarType
-from nautilus_trader.model.identifiers import InstrumentId
 
 from actors.model_actor import ModelActor
+from actors.model_actor import ModelActorConfig
 from qa_engine.inference.artifact import Artifact
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.signals import FeatureVector
@@ -23,19 +21,8 @@ from qa_engine.signals import Forecast
 from qa_engine.signals import pack
 
 
-class OracleActorConfig(ActorConfig, frozen=True):
-    instrument_id: InstrumentId
-    bar_type: BarType
+class OracleActorConfig(ModelActorConfig, frozen=True):
     artifact: str = "artifacts/oracle"  # model folder: model.onnx + manifest.json
-    model_id: str = ""  # "" -> the manifest's model name and model.onnx sha256 prefix
-    # A model folder whose fitted feature set a FeatureActor computes (e.g. "artifacts/strategist"):
-    # take this model's features from those vectors (every one must be there, defined identically).
-    features_from: str | None = None
-    keep_history: bool = False  # keep every published Forecast in memory (tests, research)
-
-    def __post_init__(self) -> None:
-        if self.bar_type.instrument_id != self.instrument_id:
-            raise ValueError(f"bar_type {self.bar_type} is not a bar type of {self.instrument_id}")
 
 
 class OracleActor(ModelActor):

@@ -35,7 +35,6 @@ import torch
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
-from pydantic import model_validator
 
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
@@ -73,8 +72,8 @@ from qa_engine.models.baselines import predict_probabilities
 from qa_engine.models.baselines import save_xgboost_fit
 from qa_engine.models.baselines import train_xgboost
 from qa_engine.models.baselines import weighted_cross_entropy
-from qa_engine.models.data import DatasetConfig
 from qa_engine.models.data import FoldData
+from qa_engine.models.data import WalkForwardRunConfig
 from qa_engine.models.data import WindowedDataset
 from qa_engine.models.data import build_fold
 from qa_engine.models.data import check_no_overlap
@@ -133,14 +132,10 @@ class BacktestSettings(_Section):
     )
 
 
-class BaselinesTrainConfig(BaseModel):
+class BaselinesTrainConfig(WalkForwardRunConfig):
     """A run config for `qa train baselines` (configs/train/baselines.toml)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     id: str = Field("baselines", pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="names the run folder")
-    description: str = ""
-    data: DatasetConfig
     labels: LabelSettings
     xgboost: XGBoostConfig = XGBoostConfig()
     lstm: LSTMClassifierConfig = LSTMClassifierConfig()
@@ -149,16 +144,6 @@ class BaselinesTrainConfig(BaseModel):
     ensemble: EnsembleSettings = EnsembleSettings()
     backtest: BacktestSettings = BacktestSettings()
     seed: int = Field(7, description="seed of the stratified random forecaster")
-    export_fold: str | None = Field(
-        None, description="fold whose models become the artifacts; None = the last"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> BaselinesTrainConfig:
-        names = [fold.name for fold in self.data.folds]
-        if self.export_fold is not None and self.export_fold not in names:
-            raise ValueError(f"export_fold '{self.export_fold}' is not one of the folds {names}")
-        return self
 
 
 # ---- labels on the fold's rows ------------------------------------------------------------------

@@ -168,6 +168,33 @@ class DatasetConfig(_Section):
 # ---- bars -------------------------------------------------------------------------------------
 
 
+class WalkForwardRunConfig(BaseModel):
+    """What every walk-forward training run config shares (Oracle, Guardian, baselines): a run id,
+    the dataset with its folds, and which fold's model becomes the artifact. Subclasses add their
+    model and trainer sections and override `id`'s default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field("run", pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="names the run folder")
+    description: str = ""
+    data: DatasetConfig
+    export_fold: str | None = Field(
+        None, description="fold whose model becomes the artifact; None = the last"
+    )
+
+    @model_validator(mode="after")
+    def _export_fold_is_a_fold(self) -> WalkForwardRunConfig:
+        names = [fold.name for fold in self.data.folds]
+        if self.export_fold is not None and self.export_fold not in names:
+            raise ValueError(f"export_fold '{self.export_fold}' is not one of the folds {names}")
+        return self
+
+    def chosen_fold(self) -> FoldConfig:
+        """The fold whose model becomes the artifact: `export_fold`, or the last."""
+        folds = self.data.folds
+        return next(f for f in folds if f.name == self.export_fold) if self.export_fold else folds[-1]
+
+
 def load_source_bars(source: BarSourceConfig, interval: str, start_ns: int, end_ns: int) -> pl.DataFrame:
     """Bars of one source with close time in [start_ns, end_ns): ts (int ns) + OHLCV."""
     if source.klines is not None:

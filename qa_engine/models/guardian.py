@@ -50,8 +50,6 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 import torch
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import model_validator
 from torch import Tensor
@@ -65,8 +63,8 @@ from qa_engine.features.sets import guardian_feature_set
 from qa_engine.features.spec import FeatureSet
 from qa_engine.inference.scaling import FeatureScaler
 from qa_engine.inference.scaling import fit_feature_scaler
-from qa_engine.models.data import DatasetConfig
 from qa_engine.models.data import FoldConfig
+from qa_engine.models.data import WalkForwardRunConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import window_end_mask
 from qa_engine.models.guardian_regimes import RegimeConfig
@@ -817,7 +815,7 @@ PROFILED_FEATURES = (  # mean raw value per regime in the reports: what tells th
 )
 
 
-class GuardianTrainConfig(BaseModel):
+class GuardianTrainConfig(WalkForwardRunConfig):
     """A Guardian run config (TOML). Reads `data.sources` (one symbol), `data.interval`,
     `data.feature_set` (default "guardian"), `data.history_bars` (feature warm-up before the first
     fold) and every fold of `data.folds`: one model per fold, each trained on its training range,
@@ -827,31 +825,17 @@ class GuardianTrainConfig(BaseModel):
     the window is `model.window_bars`, validation windows start `window_bars` after the split starts,
     and the scaler clips at `model.feature_clip`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     id: str = Field("guardian", pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="names the run folder")
-    description: str = ""
-    data: DatasetConfig
     model: GuardianConfig = GuardianConfig()
     trainer: TrainerConfig = TrainerConfig()
-    export_fold: str | None = Field(
-        None, description="fold whose model becomes the artifact; None = the last"
-    )
 
     @model_validator(mode="after")
     def _check(self) -> GuardianTrainConfig:
         if len(self.data.sources) != 1:
             raise ValueError(f"the Guardian trains on one symbol; got {len(self.data.sources)} sources")
-        names = [fold.name for fold in self.data.folds]
-        if self.export_fold is not None and self.export_fold not in names:
-            raise ValueError(f"export_fold '{self.export_fold}' is not one of the folds {names}")
         if self.model.n_features is not None:
             raise ValueError("model.n_features is derived from the feature set; leave it out")
         return self
-
-    def chosen_fold(self) -> FoldConfig:
-        folds = self.data.folds
-        return next(f for f in folds if f.name == self.export_fold) if self.export_fold else folds[-1]
 
 
 @dataclass

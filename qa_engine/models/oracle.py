@@ -22,15 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
-from pydantic import model_validator
 
 from qa_engine.errors import ConfigError
 from qa_engine.logging import get_logger
-from qa_engine.models.data import DatasetConfig
 from qa_engine.models.data import FoldData
+from qa_engine.models.data import WalkForwardRunConfig
 from qa_engine.models.data import WindowedDataset
 from qa_engine.models.data import build_fold
 from qa_engine.models.data import check_no_overlap
@@ -71,26 +68,12 @@ log = get_logger("qa_engine.models.oracle")
 PARITY_TOLERANCE = 1e-5
 
 
-class OracleTrainConfig(BaseModel):
+class OracleTrainConfig(WalkForwardRunConfig):
     """A run config for `qa train oracle` (configs/train/oracle.toml)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     id: str = Field("oracle", pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="names the run folder")
-    description: str = ""
-    data: DatasetConfig
     model: TFTConfig = TFTConfig()
     trainer: TrainerConfig = TrainerConfig()
-    export_fold: str | None = Field(
-        None, description="fold whose model becomes the artifact; None = the last"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> OracleTrainConfig:
-        names = [fold.name for fold in self.data.folds]
-        if self.export_fold is not None and self.export_fold not in names:
-            raise ValueError(f"export_fold '{self.export_fold}' is not one of the folds {names}")
-        return self
 
 
 def build_model(config: TFTConfig, data: FoldData) -> TemporalFusionTransformer:
