@@ -45,11 +45,10 @@ def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from qa_engine.features.build import build_feature_table
     from qa_engine.features.sets import guardian_feature_set
     from qa_engine.models.data import FoldConfig
-    from qa_engine.models.guardian import GuardianConfig
     from qa_engine.models.guardian import export_guardian
     from qa_engine.models.guardian import train_guardian
-    from qa_engine.models.guardian_regimes import RegimeConfig
-    from qa_engine.models.training import TrainerConfig
+    from tests.unit.models.guardian_data import TINY
+    from tests.unit.models.guardian_data import TINY_TRAINER
 
     source = (REPO_ROOT.parent / "shared" / "data" / GUARDIAN_TRAINING_BARS).resolve()
     if not source.is_file():
@@ -68,22 +67,7 @@ def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     registered = guardian_feature_set()
     table = build_feature_table(bars, registered, STEP_NS, train_end_ns=fold.bounds_ns("train")[1])
-    config = GuardianConfig(
-        window_bars=16,
-        latent_dim=4,
-        hidden_size=8,
-        encoder_layers=2,
-        projection_size=8,
-        regimes=RegimeConfig(kmeans_restarts=2),
-    )
-    trainer = TrainerConfig(
-        max_epochs=1,
-        batch_size=128,
-        train_windows_per_epoch=512,
-        validation_windows=256,
-        warmup_steps=0,
-        threads=1,
-    )
+    config, trainer = TINY, TINY_TRAINER
     run_dir = tmp_path_factory.mktemp("tiny_guardian_run")
     trained = train_guardian(
         table.table, fold, run_dir, config, trainer, "5m", table.feature_set, registered.hash

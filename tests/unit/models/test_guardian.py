@@ -50,29 +50,14 @@ from qa_engine.models.guardian_stats import plot_regimes
 from qa_engine.models.guardian_stats import regime_statistics
 from qa_engine.models.guardian_stats import run_lengths
 from qa_engine.models.guardian_stats import transition_matrix
-from qa_engine.models.training import TrainerConfig
+from tests.unit.models.guardian_data import TINY
+from tests.unit.models.guardian_data import TINY_TRAINER
 
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 if not SHARED_DATA.exists():
     SHARED_DATA = Path("/work/shared/data")
 BYBIT_BTC_5M = SHARED_DATA / "bybit_linear_BTCUSDT_5m.parquet"
 STEP_NS = interval_ns("5m")
-TINY = GuardianConfig(
-    window_bars=16,
-    latent_dim=4,
-    hidden_size=8,
-    encoder_layers=2,
-    projection_size=8,
-    regimes=RegimeConfig(kmeans_restarts=2),
-)
-TINY_TRAINER = TrainerConfig(
-    max_epochs=1,
-    batch_size=128,
-    train_windows_per_epoch=512,
-    validation_windows=256,
-    warmup_steps=0,
-    threads=1,
-)
 
 
 def ns(text: str) -> int:
