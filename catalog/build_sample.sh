@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# Re-creates the committed sample catalog (catalog/data) from the real klines in ../shared/data,
-# with the same `qa catalog ingest` command users run. See catalog/README.md for what it holds.
-# Usage (from anywhere): catalog/build_sample.sh        (QA=/path/to/qa overrides the command)
+# Re-creates the committed sample catalog (catalog/data) from the real kline files named in
+# catalog/README.md (Provenance), with the same `qa catalog ingest` command users run.
+# Usage (from anywhere): catalog/build_sample.sh KLINES_DIR   (QA=/path/to/qa overrides the command)
+# KLINES_DIR holds bybit_linear_BTCUSDT_5m.parquet, bybit_linear_ETHUSDT_5m.parquet and
+# binance_futures_BTCUSDT_1m.parquet (ts_open + OHLCV, the schema qa catalog ingest reads).
 set -euo pipefail
+if [ $# -ne 1 ] || [ ! -d "$1" ]; then
+    echo "usage: catalog/build_sample.sh KLINES_DIR  (the folder of the kline files in catalog/README.md)" >&2
+    exit 2
+fi
+SOURCE=$(cd "$1" && pwd)
 cd "$(dirname "$0")/.."
-SHARED=../shared/data
 QA="${QA:-.venv/bin/qa}"
 
 rm -rf catalog/data catalog/.staging
 
 # Bybit linear perpetuals, 5m, January 2025 (31 days, bar open 2025-01-01 00:00 -> 2025-01-31 23:55).
-"$QA" catalog ingest "$SHARED/bybit_linear_BTCUSDT_5m.parquet" --venue bybit-linear --symbol BTCUSDT \
+"$QA" catalog ingest "$SOURCE/bybit_linear_BTCUSDT_5m.parquet" --venue bybit-linear --symbol BTCUSDT \
     --interval 5m --start 2025-01-01 --end 2025-01-31 --strict --catalog catalog
-"$QA" catalog ingest "$SHARED/bybit_linear_ETHUSDT_5m.parquet" --venue bybit-linear --symbol ETHUSDT \
+"$QA" catalog ingest "$SOURCE/bybit_linear_ETHUSDT_5m.parquet" --venue bybit-linear --symbol ETHUSDT \
     --interval 5m --start 2025-01-01 --end 2025-01-31 --strict --catalog catalog
 
 # Binance USD-M perpetual BTCUSDT, 1m, 30 days (bar open 2025-05-05 00:00 -> 2025-06-03 23:59,
 # so bar close 2025-05-05 00:01 -> 2025-06-04 00:00).
-"$QA" catalog ingest "$SHARED/binance_futures_BTCUSDT_1m.parquet" --venue binance-futures --symbol BTCUSDT \
+"$QA" catalog ingest "$SOURCE/binance_futures_BTCUSDT_1m.parquet" --venue binance-futures --symbol BTCUSDT \
     --interval 1m --start 2025-05-05 --end 2025-06-03 --strict --catalog catalog
 
 rm -rf catalog/.staging  # the writer's lock and stage folder; nothing to commit

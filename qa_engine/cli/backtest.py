@@ -118,6 +118,10 @@ def print_summary(outcome) -> None:
         ("average win / loss", f"{num(metrics.average_win)} / {num(metrics.average_loss)}"),
         ("exposure", pct(metrics.exposure_pct)),
         ("fees paid", num(metrics.fees_paid)),
+        *(
+            (f"fee rates {instrument_id}", rates.describe())
+            for instrument_id, rates in outcome.report.fee_rates.items()
+        ),
         ("rating", str(metrics.rating)),
         (
             "reconciliation",

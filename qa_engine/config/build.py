@@ -106,8 +106,15 @@ def check_catalog(config: BacktestConfig) -> None:
 def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
     venues = []
     for venue in config.venues:
-        fee_model = None
-        if venue.fee_model == "maker_taker":
+        configured = venue.configured_fee_rates()
+        if venue.fee_model == "maker_taker" and configured is not None:
+            maker, taker, _ = configured
+            fee_model = ImportableFeeModelConfig(
+                fee_model_path="qa_engine.backtest.fees:VenueRateFeeModel",
+                config_path="qa_engine.backtest.fees:VenueRateFeeModelConfig",
+                config={"maker_fee_rate": str(maker), "taker_fee_rate": str(taker)},
+            )
+        elif venue.fee_model == "maker_taker":
             fee_model = ImportableFeeModelConfig(
                 fee_model_path="nautilus_trader.backtest.models:MakerTakerFeeModel",
                 config_path="nautilus_trader.backtest.config:MakerTakerFeeModelConfig",

@@ -8,15 +8,12 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Any
-from typing import TypeVar
 
 import tomli_w
 from pydantic import BaseModel
 from pydantic import ValidationError
 
 from qa_engine.errors import ConfigError
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -75,7 +72,9 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_config(model: type[ModelT], path: Path, overrides: list[str] | None = None) -> ModelT:
+def load_config[ModelT: BaseModel](
+    model: type[ModelT], path: Path, overrides: list[str] | None = None
+) -> ModelT:
     raw = read_toml(path)
     for assignment in overrides or []:
         apply_override(raw, assignment)

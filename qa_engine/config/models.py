@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from typing import Literal
@@ -49,7 +50,22 @@ class VenueConfig(_Model):
     currency: str = Field("USDT", description="account (settlement) currency", pattern=r"^[A-Z0-9]{2,10}$")
     leverage: float = Field(3.0, gt=0, le=MAX_LEVERAGE, description="default leverage, at most 10x")
     fee_model: Literal["maker_taker", "none"] = Field(
-        "maker_taker", description="maker_taker: the instrument's maker/taker rates; none: no fees"
+        "maker_taker",
+        description="maker_taker: maker/taker rates (the instruments' own unless fee_tier or "
+        "maker_fee_rate/taker_fee_rate say otherwise); none: no fees",
+    )
+    # The instruments' own rates are the venue's published base rates (Bybit USDT perpetuals 0.02 % /
+    # 0.055 %). An account with another tier sets it here; the report prints the rates used.
+    fee_tier: str | None = Field(
+        None,
+        description="the account's named fee tier at this venue (qa_engine.backtest.fees.FEE_TIERS: "
+        "BYBIT non-vip; BINANCE vip0..vip9) instead of the instruments' rates",
+    )
+    maker_fee_rate: Decimal | None = Field(
+        None, ge=Decimal("-0.001"), le=Decimal("0.01"), description="explicit maker rate (0.0002 = 0.02 %)"
+    )
+    taker_fee_rate: Decimal | None = Field(
+        None, ge=Decimal("-0.001"), le=Decimal("0.01"), description="explicit taker rate (0.00055 = 0.055 %)"
     )
     # With bar data the matching engine only sees a bar's close: an order that arrives any time after
     # a bar closed (latency > 0) waits for the NEXT bar and fills at that bar's close, five minutes
@@ -65,6 +81,34 @@ class VenueConfig(_Model):
     bar_adaptive_high_low_ordering: bool = Field(
         True, description="order a bar's high/low by proximity to the open when simulating fills"
     )
+
+    @model_validator(mode="after")
+    def _check_fees(self) -> VenueConfig:
+        explicit = (self.maker_fee_rate is not None, self.taker_fee_rate is not None)
+        if any(explicit) and not all(explicit):
+            raise ValueError("set both maker_fee_rate and taker_fee_rate, or neither")
+        if all(explicit) and self.fee_tier is not None:
+            raise ValueError("set either fee_tier or maker_fee_rate/taker_fee_rate, not both")
+        if self.fee_model == "none" and (self.fee_tier is not None or all(explicit)):
+            raise ValueError(
+                "fee_model 'none' charges no fees: remove fee_tier / maker_fee_rate / taker_fee_rate"
+            )
+        if self.fee_tier is not None:
+            from qa_engine.backtest.fees import tier_rates
+
+            tier_rates(self.name, self.fee_tier)  # ValueError naming the known tiers
+        return self
+
+    def configured_fee_rates(self) -> tuple[Decimal, Decimal, str] | None:
+        """(maker, taker, source) when the config sets the rates, None when the instruments' apply."""
+        if self.fee_tier is not None:
+            from qa_engine.backtest.fees import tier_rates
+
+            maker, taker = tier_rates(self.name, self.fee_tier)
+            return maker, taker, f"fee tier {self.fee_tier}"
+        if self.maker_fee_rate is not None and self.taker_fee_rate is not None:
+            return self.maker_fee_rate, self.taker_fee_rate, "run config"
+        return None
 
 
 class BarsConfig(_Model):

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from nautilus_trader.model.identifiers import InstrumentId
 
+from qa_engine.backtest.fees import AppliedFeeRates
+from qa_engine.backtest.fees import applied_fee_rates
 from qa_engine.config.models import BacktestConfig
 from qa_engine.reporting.plots import plot_equity_curve
 from qa_engine.reporting.schema import EQUITY_CURVE_SCHEMA
@@ -69,6 +72,8 @@ class BacktestReport:
     currency: str
     # Several instruments: each one's statistics on an equal share of the starting balance.
     per_instrument: dict[str, PerformanceMetrics]
+    # The maker/taker rates each instrument was charged and where they came from.
+    fee_rates: dict[str, AppliedFeeRates]
 
 
 def trades_frame(round_trips) -> pl.DataFrame:
@@ -184,7 +189,14 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
         bars=recorder.bars_seen,
         currency=config.venues[0].currency,
         per_instrument=per_instrument,
+        fee_rates=applied_fee_rates(config.venues, _run_instruments(config, recorder)),
     )
+
+
+def _run_instruments(config: BacktestConfig, recorder) -> list:
+    """The Nautilus instruments of the run's bar series, as the engine's cache holds them."""
+    ids = dict.fromkeys(InstrumentId.from_str(bars.instrument_id) for bars in config.data.bars)
+    return [instrument for i in ids if (instrument := recorder.cache.instrument(i)) is not None]
 
 
 def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
@@ -195,6 +207,7 @@ def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
         "open_positions": report.open_positions,
         "per_instrument": {name: metrics.to_dict() for name, metrics in report.per_instrument.items()},
         "reconciliation": report.reconciliation.to_dict(),
+        "fee_rates": {name: rates.to_dict() for name, rates in report.fee_rates.items()},
     }
     (run_dir / "performance_metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     report.trades.write_csv(run_dir / "trades.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")

@@ -18,14 +18,18 @@ from qa_engine.config.models import BacktestConfig
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backtest_default_summary.json"
 
 
+def _run_default(root: Path, run_dir: Path, overrides: tuple[str, ...] = ()):
+    config = load_config(
+        BacktestConfig,
+        root / "configs/backtest/default.toml",
+        [f'data.catalog="{root / "catalog"}"', *overrides],
+    )
+    return run_backtest(config, run_dir=run_dir)
+
+
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory, request):
-    root = Path(request.config.rootpath)
-    catalog = root / "catalog"
-    config = load_config(
-        BacktestConfig, root / "configs/backtest/default.toml", [f'data.catalog="{catalog}"']
-    )
-    return run_backtest(config, run_dir=tmp_path_factory.mktemp("run"))
+    return _run_default(Path(request.config.rootpath), tmp_path_factory.mktemp("run"))
 
 
 def test_run_folder_holds_every_report_file(outcome):
@@ -56,6 +60,7 @@ def test_summary_matches_the_reviewed_golden_file(outcome, regen_golden):
         "max_drawdown_pct": round(metrics["max_drawdown_pct"], 4),
         "sharpe_ratio": round(metrics["sharpe_ratio"], 4),
         "open_positions": metrics["open_positions"],
+        "fee_rates": metrics["fee_rates"],
     }
     if regen_golden:
         GOLDEN.write_text(json.dumps(summary, indent=2) + "\n")
@@ -115,3 +120,39 @@ def test_equity_curve_is_one_row_per_bar_close_plus_the_start(outcome):
     equity = pl.read_csv(outcome.run_dir / "equity_curve.csv")
     assert equity.height == outcome.bars + 1
     assert equity["equity"][0] == 10_000.0
+
+
+def test_the_default_run_charges_bybit_base_rates_from_the_instrument(outcome):
+    rates = json.loads((outcome.run_dir / "performance_metrics.json").read_text())["fee_rates"]
+
+    assert rates == {
+        "BTCUSDT-LINEAR.BYBIT": {"maker": "0.0002", "taker": "0.00055", "source": "instrument definition"}
+    }
+
+
+def test_run_config_rates_equal_to_the_instruments_give_the_same_fills(outcome, tmp_path, request):
+    same = _run_default(
+        Path(request.config.rootpath),
+        tmp_path,
+        ("venues.0.maker_fee_rate=0.0002", "venues.0.taker_fee_rate=0.00055"),
+    )
+
+    assert (same.run_dir / "fills.csv").read_bytes() == (outcome.run_dir / "fills.csv").read_bytes()
+    assert same.report.fee_rates["BTCUSDT-LINEAR.BYBIT"].source == "run config"
+
+
+def test_an_account_rate_is_charged_on_every_fill_exactly(tmp_path, request):
+    vip = _run_default(
+        Path(request.config.rootpath),
+        tmp_path,
+        ("venues.0.maker_fee_rate=0.0001", "venues.0.taker_fee_rate=0.0003"),
+    )
+    fills = pl.read_csv(vip.run_dir / "fills.csv", infer_schema=False).rows(named=True)
+
+    assert fills
+    for fill in fills:  # market orders: taker; fee = notional x rate, rounded to the cent of USDT's 8 dp
+        expected = Decimal(fill["quantity"]) * Decimal(fill["price"]) * Decimal("0.0003")
+        assert abs(Decimal(fill["fee"]) - expected) < Decimal("0.00000001")
+    total = sum(Decimal(f["fee"]) for f in fills)
+    assert abs(Decimal(str(vip.report.metrics.fees_paid)) - total) < Decimal("0.01")
+    assert vip.report.reconciliation.balanced_to_the_cent

@@ -135,3 +135,71 @@ def test_interval_missing_from_catalog(sample_catalog):
 def test_missing_catalog_directory(tmp_path):
     with pytest.raises(ConfigError, match="no catalog at"):
         build_backtest_run_config(load(f'data.catalog="{tmp_path / "none"}"'))
+
+
+def test_fee_tier_of_the_venue_sets_both_rates(tmp_path):
+    from decimal import Decimal
+
+    from qa_engine.config.loader import dump_toml
+
+    config = load('venues.0.fee_tier="non-vip"')
+    assert config.venues[0].configured_fee_rates() == (
+        Decimal("0.0002"),
+        Decimal("0.00055"),
+        "fee tier non-vip",
+    )
+    path = tmp_path / "resolved.toml"
+    path.write_text(dump_toml(config))
+    assert load_config(BacktestConfig, path) == config
+
+
+def test_unknown_fee_tier_lists_the_venue_tiers():
+    with pytest.raises(ConfigError, match=r"unknown fee tier 'vip3' for BYBIT; known: non-vip"):
+        load('venues.0.fee_tier="vip3"')
+
+
+def test_explicit_rates_round_trip_and_need_each_other(tmp_path):
+    from decimal import Decimal
+
+    from qa_engine.config.loader import dump_toml
+
+    config = load("venues.0.maker_fee_rate=0.0001", "venues.0.taker_fee_rate=0.0004")
+    assert config.venues[0].configured_fee_rates() == (Decimal("0.0001"), Decimal("0.0004"), "run config")
+    path = tmp_path / "resolved.toml"
+    path.write_text(dump_toml(config))
+    assert load_config(BacktestConfig, path) == config
+    with pytest.raises(ConfigError, match="set both maker_fee_rate and taker_fee_rate"):
+        load("venues.0.taker_fee_rate=0.0004")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            (
+                'venues.0.fee_tier="non-vip"',
+                "venues.0.maker_fee_rate=0.0001",
+                "venues.0.taker_fee_rate=0.0004",
+            ),
+            "either fee_tier or maker_fee_rate/taker_fee_rate",
+        ),
+        (('venues.0.fee_model="none"', 'venues.0.fee_tier="non-vip"'), "fee_model 'none' charges no fees"),
+        (("venues.0.maker_fee_rate=0.0001", "venues.0.taker_fee_rate=0.5"), r"venues\.0\.taker_fee_rate"),
+    ],
+)
+def test_contradictory_or_absurd_fee_settings_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load(*overrides)
+
+
+def test_configured_rates_build_our_fee_model_and_instrument_rates_nautilus_own(sample_catalog):
+    default = build_backtest_run_config(load(f'data.catalog="{sample_catalog}"')).venues[0].fee_model
+    tier = (
+        build_backtest_run_config(load(f'data.catalog="{sample_catalog}"', 'venues.0.fee_tier="non-vip"'))
+        .venues[0]
+        .fee_model
+    )
+
+    assert default.fee_model_path == "nautilus_trader.backtest.models:MakerTakerFeeModel"
+    assert tier.fee_model_path == "qa_engine.backtest.fees:VenueRateFeeModel"
+    assert tier.config == {"maker_fee_rate": "0.0002", "taker_fee_rate": "0.00055"}
