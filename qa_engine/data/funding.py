@@ -1,16 +1,17 @@
 """Funding rates in the catalog as Nautilus `FundingRateUpdate`.
 
-NautilusTrader 1.221 defines `FundingRateUpdate` but ships no Arrow serializer for it
-(`ParquetDataCatalog.write_data` raises "Cannot serialize object FundingRateUpdate"). We register one through
-Nautilus' own extension point (`serialization.arrow.serializer.register_arrow`), so after
-`register_funding_rate_arrow()` the catalog's `write_data([...])` and `query(FundingRateUpdate)` both work.
+Files are exactly what NautilusTrader 1.231's own Arrow serializer writes (`ParquetDataCatalog.write_data`),
+so `ParquetDataCatalog.query(FundingRateUpdate)` reads them back with no registration of ours:
+`data/funding_rate_update/<instrument_id>/<first>_<last>.parquet`, columns rate (the exact decimal text,
+JSON-encoded, binary), interval (minutes, null: the venues' history does not say), next_funding_ns,
+ts_event, ts_init (UInt64); the instrument id is in the schema metadata. ts_event = ts_init = the venue's
+funding time. Rates are the venue's decimal text, never floats. Know this: 1.231's deserializer leaves
+`FundingRateUpdate.rate` of a catalog query as that text (a str, not a Decimal): read it as
+`Decimal(str(update.rate))`.
 
-Files follow the catalog's layout and naming:
-`data/funding_rate_update/<instrument_id>/<first>_<last>.parquet`.
-Columns: the field types of Nautilus' Rust `FundingRateUpdate` (rate Decimal128, next_funding_ns UInt64,
-ts_event UInt64, ts_init UInt64) plus `instrument_id`, which is also in the schema metadata (Nautilus'
-pyarrow query path reads several instruments' files into one table, so the id must travel with each row).
-Rates are exact decimals (the venue's text), never floats. ts_event = ts_init = the venue's funding time.
+Merging and validation work on an in-memory table (FUNDING_SCHEMA: instrument_id, rate as Decimal128,
+next_funding_ns, ts_event, ts_init) that `read_funding_table` builds from the files. Files written by the
+1.221-era version of this module (rate Decimal128 and an instrument_id column) are still read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -27,11 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from nautilus_trader.core.datetime import unix_nanos_to_iso8601
 from nautilus_trader.model.data import FundingRateUpdate
-from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.persistence.funcs import class_to_filename
 from nautilus_trader.persistence.funcs import urisafe_identifier
-from nautilus_trader.serialization.arrow.serializer import list_schemas
-from nautilus_trader.serialization.arrow.serializer import register_arrow
+from nautilus_trader.serialization.arrow.schema import NAUTILUS_ARROW_SCHEMA
 
 from qa_engine.data.catalog import nanos_to_datetime
 from qa_engine.data.ingest import replace_directory_with
@@ -52,49 +52,45 @@ FUNDING_FRAME_SCHEMA = {"ts_event": pl.Int64(), "rate": pl.String()}
 CONFLICTS_SHOWN = 3
 
 
-def register_funding_rate_arrow() -> None:
-    """Teach Nautilus' Arrow serializer FundingRateUpdate (idempotent); call before catalog reads/writes."""
-    if FundingRateUpdate in list_schemas():
-        return
-    register_arrow(FundingRateUpdate, FUNDING_SCHEMA, encoder=_encode, decoder=_decode)
+# The on-disk schema: Nautilus' own for FundingRateUpdate.
+NAUTILUS_FUNDING_SCHEMA = NAUTILUS_ARROW_SCHEMA[FundingRateUpdate]
 
 
-def _encode(data: FundingRateUpdate | list[FundingRateUpdate]) -> pa.RecordBatch:
-    items = data if isinstance(data, list) else [data]
-    instrument_ids = {item.instrument_id.value for item in items}
-    metadata = {"instrument_id": next(iter(instrument_ids))} if len(instrument_ids) == 1 else None
-    return pa.RecordBatch.from_pydict(
-        {
-            "instrument_id": [item.instrument_id.value for item in items],
-            "rate": [Decimal(item.rate) for item in items],
-            "next_funding_ns": [item.next_funding_ns for item in items],
-            "ts_event": [item.ts_event for item in items],
-            "ts_init": [item.ts_init for item in items],
-        },
-        schema=FUNDING_SCHEMA.with_metadata(metadata),
+def _rate_text(rate: Decimal) -> str:
+    """A rate as plain decimal text ("0.00015", never "1.5E-4"); zero as "0"."""
+    return format(rate.normalize(), "f") if rate != 0 else "0"
+
+
+def _disk_table(table: pa.Table, instrument_id: str) -> pa.Table:
+    """Our in-memory table -> the file Nautilus' serializer would write for the same updates."""
+    rates = [msgspec.json.encode(_rate_text(rate)) for rate in table.column("rate").to_pylist()]
+    return pa.Table.from_arrays(
+        [
+            pa.array(rates, pa.binary()),
+            pa.nulls(table.num_rows, pa.uint16()),
+            table.column("next_funding_ns"),
+            table.column("ts_event"),
+            table.column("ts_init"),
+        ],
+        schema=NAUTILUS_FUNDING_SCHEMA.with_metadata({"instrument_id": instrument_id}),
     )
 
 
-def _decode(table: pa.Table | pa.RecordBatch) -> list[FundingRateUpdate]:
-    columns = table.to_pydict()
-    instrument_ids = {value: InstrumentId.from_str(value) for value in set(columns["instrument_id"])}
-    return [
-        FundingRateUpdate(
-            instrument_id=instrument_ids[instrument_id],
-            rate=rate.normalize() if rate != 0 else Decimal(0),
-            ts_event=ts_event,
-            ts_init=ts_init,
-            next_funding_ns=next_funding_ns,
-        )
-        for instrument_id, rate, next_funding_ns, ts_event, ts_init in zip(
-            columns["instrument_id"],
-            columns["rate"],
-            columns["next_funding_ns"],
-            columns["ts_event"],
-            columns["ts_init"],
-            strict=True,
-        )
-    ]
+def _memory_table(disk: pa.Table, instrument_id: str) -> pa.Table:
+    """A funding file (Nautilus' format, or this module's 1.221-era one) -> our in-memory table."""
+    if pa.types.is_decimal(disk.schema.field("rate").type):  # 1.221-era file
+        return disk.select(FUNDING_SCHEMA.names).cast(FUNDING_SCHEMA)
+    rates = [Decimal(msgspec.json.decode(raw)) for raw in disk.column("rate").to_pylist()]
+    return pa.Table.from_arrays(
+        [
+            pa.array([instrument_id] * disk.num_rows, pa.string()),
+            pa.array(rates, RATE_TYPE),
+            disk.column("next_funding_ns").cast(pa.uint64()),
+            disk.column("ts_event").cast(pa.uint64()),
+            disk.column("ts_init").cast(pa.uint64()),
+        ],
+        schema=FUNDING_SCHEMA,
+    )
 
 
 def funding_directory(catalog_root: str | Path, instrument_id: str) -> Path:
@@ -129,7 +125,7 @@ def read_funding_table(catalog_root: str | Path, instrument_id: str) -> pa.Table
     files = sorted(funding_directory(catalog_root, instrument_id).glob("*.parquet"))
     if not files:
         return None
-    tables = [pq.read_table(file).cast(FUNDING_SCHEMA.with_metadata(None)) for file in files]
+    tables = [_memory_table(pq.read_table(file), instrument_id) for file in files]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return table.sort_by("ts_event")
 
@@ -181,14 +177,15 @@ def merge_funding_rates(catalog_root: Path, instrument_id: str, frame: pl.DataFr
         merged = pa.concat_tables([existing, new_table.filter(pa.array(keep_new)).cast(existing.schema)])
         merged = merged.sort_by("ts_event")
         added, identical = int(keep_new.sum()), int(new_index.size)
-    merged = merged.replace_schema_metadata({"instrument_id": instrument_id})
     if added:
         ts = merged.column("ts_event")
         name = _file_name(pc.min(ts).as_py(), pc.max(ts).as_py())
         replace_directory_with(
             catalog_root,
             funding_directory(catalog_root, instrument_id),
-            lambda directory: pq.write_table(merged, directory / name, compression="zstd"),
+            lambda directory: pq.write_table(
+                _disk_table(merged, instrument_id), directory / name, compression="zstd"
+            ),
         )
     return FundingMerge(added=added, identical=identical, total=merged.num_rows)
 

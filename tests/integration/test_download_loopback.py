@@ -28,7 +28,6 @@ from qa_engine.data.download import download_funding_rates
 from qa_engine.data.download import download_klines
 from qa_engine.data.download import resolve_instruments
 from qa_engine.data.download import store_instruments
-from qa_engine.data.funding import register_funding_rate_arrow
 from qa_engine.data.markets import Market
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
@@ -360,9 +359,8 @@ def test_funding_rates_download_into_the_catalog_and_resume(tmp_path, market, li
         )
         requests_again = len(server.requests("fund")) - requests_before
 
-    register_funding_rate_arrow()
     updates = ParquetDataCatalog(str(tmp_path)).query(FundingRateUpdate, identifiers=[instrument.id.value])
-    assert [(item.ts_event // 1_000_000, item.rate) for item in updates] == [
+    assert [(item.ts_event // 1_000_000, Decimal(str(item.rate))) for item in updates] == [
         (ts, Decimal(rate)) for ts, rate in zip(times, rates, strict=True)
     ]
     assert (first.records_written, first.retries, second.records_written, requests_again) == (360, 1, 0, 0)

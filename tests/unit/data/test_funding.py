@@ -18,11 +18,9 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
 
 from adapters.bybit.historical import funding_frame
-from qa_engine.data.funding import FUNDING_SCHEMA
 from qa_engine.data.funding import funding_coverage
-from qa_engine.data.funding import funding_table
+from qa_engine.data.funding import funding_directory
 from qa_engine.data.funding import merge_funding_rates
-from qa_engine.data.funding import register_funding_rate_arrow
 from qa_engine.data.ingest import catalog_writer
 from qa_engine.errors import DataError
 from tests.factories import shared_data_dir
@@ -45,36 +43,62 @@ def test_bybit_sample_parses_to_exact_rates_at_funding_times():
 
 
 def test_merged_rates_read_back_through_parquet_data_catalog_as_funding_rate_updates(tmp_path):
-    register_funding_rate_arrow()
     with catalog_writer(tmp_path) as root:
         merge_funding_rates(root, BTC_BYBIT, _bybit_sample())
 
     updates = ParquetDataCatalog(str(tmp_path)).query(FundingRateUpdate, identifiers=[BTC_BYBIT])
 
     assert [type(item) for item in updates] == [FundingRateUpdate, FundingRateUpdate]
-    assert [(str(item.instrument_id), item.rate, item.ts_event, item.ts_init) for item in updates] == [
+    # 1.231's deserializer leaves `rate` as the decimal text: readers wrap it in Decimal(str(...)).
+    assert [
+        (str(item.instrument_id), Decimal(str(item.rate)), item.ts_event, item.ts_init) for item in updates
+    ] == [
         (BTC_BYBIT, Decimal("0.00015"), 1709856000000000000, 1709856000000000000),
         (BTC_BYBIT, Decimal("0.0001"), 1709884800000000000, 1709884800000000000),
     ]
     assert str(updates[0].rate) == "0.00015"
 
 
-def test_our_table_equals_what_parquet_data_catalog_write_data_writes(tmp_path):
-    register_funding_rate_arrow()
+def test_our_file_equals_what_parquet_data_catalog_write_data_writes(tmp_path):
     frame = _bybit_sample()
     instrument_id = InstrumentId.from_str(BTC_BYBIT)
     updates = [
         FundingRateUpdate(instrument_id, Decimal(rate), ts, ts)
         for ts, rate in sorted(zip(frame["ts_event"], frame["rate"], strict=True))
     ]
+    ParquetDataCatalog(str(tmp_path / "theirs")).write_data(updates)
+    with catalog_writer(tmp_path / "ours") as root:
+        merge_funding_rates(root, BTC_BYBIT, frame)
 
-    ParquetDataCatalog(str(tmp_path)).write_data(updates)
+    theirs = [pq.read_table(f) for f in funding_directory(tmp_path / "theirs", BTC_BYBIT).glob("*.parquet")]
+    ours = [pq.read_table(f) for f in funding_directory(tmp_path / "ours", BTC_BYBIT).glob("*.parquet")]
+    assert len(theirs) == len(ours) == 1
+    assert ours[0].equals(theirs[0])
+    assert ours[0].schema.metadata == theirs[0].schema.metadata == {b"instrument_id": BTC_BYBIT.encode()}
 
-    written = list((tmp_path / "data" / "funding_rate_update" / BTC_BYBIT).glob("*.parquet"))
-    theirs = pq.read_table(written[0])
-    ours = funding_table(BTC_BYBIT, frame)
-    assert theirs.cast(FUNDING_SCHEMA).equals(ours.cast(FUNDING_SCHEMA))
-    assert theirs.schema.metadata[b"instrument_id"] == BTC_BYBIT.encode()
+
+def test_files_of_the_previous_format_are_still_read(tmp_path):
+    import pyarrow as pa
+
+    directory = funding_directory(tmp_path, BTC_BYBIT)
+    directory.mkdir(parents=True)
+    legacy = pa.table(
+        {
+            "instrument_id": [BTC_BYBIT],
+            "rate": pa.array([Decimal("-0.000012")], pa.decimal128(38, 18)),
+            "next_funding_ns": pa.nulls(1, pa.uint64()),
+            "ts_event": pa.array([1709827200000000000], pa.uint64()),
+            "ts_init": pa.array([1709827200000000000], pa.uint64()),
+        }
+    )
+    pq.write_table(legacy, directory / "old.parquet")
+
+    with catalog_writer(tmp_path) as root:
+        merged = merge_funding_rates(root, BTC_BYBIT, _bybit_sample())
+
+    assert (merged.added, merged.total) == (2, 3)
+    updates = ParquetDataCatalog(str(tmp_path)).query(FundingRateUpdate, identifiers=[BTC_BYBIT])
+    assert [str(item.rate) for item in updates] == ["-0.000012", "0.00015", "0.0001"]
 
 
 def test_remerging_is_idempotent_and_a_changed_rate_is_refused(tmp_path):
