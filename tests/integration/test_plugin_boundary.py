@@ -51,9 +51,32 @@ def test_cli_reports_a_plugin_error_with_exit_code_1_and_no_traceback(sample_cat
             "--set",
             'strategies.0.name="tests.plugins.faulty:FaultyStrategy"',
             "--set",
+            # the default config's EMA periods are not FaultyStrategy's parameters (refused since 1.231)
+            'strategies.0.params={instrument_id="BTCUSDT-LINEAR.BYBIT", '
+            'bar_type="BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL"}',
+            "--set",
             "data.end=2025-01-02T00:00:00Z",
         ],
     )
     err = capsys.readouterr().err
     assert code == 1
     assert "FaultyStrategy" in err and "Traceback" not in err
+
+
+def test_a_parameter_the_plugin_does_not_have_is_refused_before_the_run(sample_catalog, tmp_path, capsys):
+    code = main(
+        [
+            "backtest",
+            "run",
+            "--out",
+            str(tmp_path),
+            "--set",
+            f'data.catalog="{sample_catalog}"',
+            "--set",
+            "strategies.0.params.fast_ema_perod=20",
+        ],
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "fast_ema_perod" in err and "Traceback" not in err
+    assert not (tmp_path / "fills.csv").exists()
