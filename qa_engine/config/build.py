@@ -7,7 +7,9 @@ bar series over the requested time range.
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +69,19 @@ def resolve_component(component: ComponentConfig, kind: str, index: int) -> Reso
     try:
         config_class.parse(json.dumps(component.params))
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: invalid params: {exc}") from None
+        raise ConfigError(f"{where}: invalid params: {exc}{_nearest_field_hint(exc, config_class)}") from None
     config_path = f"{config_class.__module__}:{config_class.__qualname__}"
     return ResolvedComponent(component.name, component_path, config_path, dict(component.params))
+
+
+def _nearest_field_hint(error: Exception, config_class: type) -> str:
+    """'; did you mean `fast_ema_period`?' for msgspec's "unknown field `fast_ema_perod`", else ''."""
+    match = re.search(r"unknown field `([^`]+)`", str(error))
+    fields = getattr(config_class, "__struct_fields__", ())
+    if match is None or not fields:
+        return ""
+    close = difflib.get_close_matches(match.group(1), fields, n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else f"; valid parameters: {', '.join(fields)}"
 
 
 def check_catalog(config: BacktestConfig) -> None:
@@ -101,6 +113,35 @@ def check_catalog(config: BacktestConfig) -> None:
                 f"has no {bars.interval} bars of {bars.instrument_id}; the catalog holds "
                 f"{first:%Y-%m-%d %H:%M} -> {last:%Y-%m-%d %H:%M}",
             )
+        if not config.data.allow_partial_range:
+            _check_range_covered(config, bars, first_ns, last_ns, start_ns, end_ns, where)
+
+
+# Seconds of each kline interval: the catalog's first bar CLOSES one interval after the range may start.
+INTERVAL_SECS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
+
+
+def _check_range_covered(config, bars, first_ns, last_ns, start_ns, end_ns, where) -> None:
+    """A run range that reaches outside the catalog's bars is refused, naming the missing span(s),
+    instead of silently running on less data (data.allow_partial_range opts in to truncation)."""
+    earliest_start_ns = first_ns - INTERVAL_SECS[bars.interval] * 1_000_000_000  # the first bar's open
+    missing = []
+    if start_ns < earliest_start_ns:
+        missing.append(f"{_stamp(start_ns)} -> {_stamp(earliest_start_ns)} (before the first bar)")
+    if end_ns > last_ns:
+        missing.append(f"{_stamp(last_ns)} -> {_stamp(end_ns)} (after the last bar)")
+    if missing:
+        raise ConfigError(
+            f"{where}: the catalog '{config.data.catalog}' has no {bars.interval} bars of "
+            f"{bars.instrument_id} for {' and '.join(missing)}; it holds bar closes "
+            f"{_stamp(first_ns)} -> {_stamp(last_ns)}. Narrow data.start / data.end, add the bars "
+            "(qa data download / qa catalog ingest), or set data.allow_partial_range = true to run on "
+            "what is there"
+        )
+
+
+def _stamp(nanos: int) -> str:
+    return f"{pd.Timestamp(nanos, tz='UTC'):%Y-%m-%d %H:%M}"
 
 
 def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:

@@ -169,6 +169,11 @@ class DataConfig(_Model):
     bars: list[BarsConfig] = Field(min_length=1, description="bar series replayed in the backtest")
     start: datetime = Field(description="first bar close time included (UTC)")
     end: datetime = Field(description="last bar close time included (UTC)")
+    allow_partial_range: bool = Field(
+        False,
+        description="run on the bars the catalog holds when start/end reach beyond them (default: refuse, "
+        "naming the missing span)",
+    )
     signals: list[SignalsConfig] = Field(
         default_factory=list,
         description="signal records replayed from the catalog (qa signals build), delivered after the bar "

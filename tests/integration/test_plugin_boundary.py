@@ -78,5 +78,5 @@ def test_a_parameter_the_plugin_does_not_have_is_refused_before_the_run(sample_c
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert "fast_ema_perod" in err and "Traceback" not in err
+    assert "unknown field `fast_ema_perod`; did you mean `fast_ema_period`?" in err and "Traceback" not in err
     assert not (tmp_path / "fills.csv").exists()

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,27 @@ def test_configured_rates_build_our_fee_model_and_instrument_rates_nautilus_own(
     assert default.fee_model_path == "nautilus_trader.backtest.models:MakerTakerFeeModel"
     assert tier.fee_model_path == "qa_engine.backtest.fees:VenueRateFeeModel"
     assert tier.config == {"maker_fee_rate": "0.0002", "taker_fee_rate": "0.00055"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "missing"),
+    [
+        (("data.start=2024-12-31T00:00:00Z",), "2024-12-31 00:00 -> 2025-01-01 00:00 (before the first bar)"),
+        (("data.end=2025-02-01T00:05:00Z",), "2025-02-01 00:00 -> 2025-02-01 00:05 (after the last bar)"),
+    ],
+)
+def test_a_range_partly_outside_the_catalog_is_refused_naming_the_span(sample_catalog, overrides, missing):
+    with pytest.raises(ConfigError, match=re.escape(missing)):
+        build_backtest_run_config(load(f'data.catalog="{sample_catalog}"', *overrides))
+
+
+def test_the_catalog_exact_range_passes_and_truncation_is_opt_in(sample_catalog):
+    # start = the first bar's OPEN (its close is 00:05), end = the last bar's close: fully covered
+    build_backtest_run_config(load(f'data.catalog="{sample_catalog}"'))
+    build_backtest_run_config(
+        load(
+            f'data.catalog="{sample_catalog}"',
+            "data.end=2025-03-01T00:00:00Z",
+            "data.allow_partial_range=true",
+        )
+    )
