@@ -53,6 +53,7 @@ def build_command(
     import polars as pl
 
     from qa_engine.features.build import build_feature_table
+    from qa_engine.features.io import check_output_file
     from qa_engine.features.io import interval_ns
     from qa_engine.features.io import load_catalog_bars
     from qa_engine.features.io import load_kline_file
@@ -60,6 +61,7 @@ def build_command(
     from qa_engine.features.io import write_feature_table
     from qa_engine.features.sets import get_feature_set
 
+    check_output_file(out)
     step = interval_ns(interval)
     feature_set = get_feature_set(feature_set_name)
     start_ns, end_ns, train_end_ns = (

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -461,18 +462,30 @@ def _file_name(first_ts_init: int, last_ts_init: int) -> str:
 
 @contextmanager
 def _writer_lock(catalog_root: Path) -> Iterator[None]:
+    """One writer per catalog. The lock file and an empty staging folder are removed on the way out, so
+    that a finished or refused write leaves the catalog exactly as it found it (byte for byte)."""
     staging = catalog_root / STAGING_DIRNAME
     staging.mkdir(parents=True, exist_ok=True)
-    with (staging / LOCK_FILENAME).open("a") as handle:
+    lock_path = staging / LOCK_FILENAME
+    with lock_path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataError(
                 f"{catalog_root}: another ingest is writing to this catalog; wait for it to finish",
             ) from None
+        # The holder before us may have removed the file we opened: then another writer can lock a new
+        # one, and ours protects nothing.
+        if not lock_path.exists() or os.stat(lock_path).st_ino != os.fstat(handle.fileno()).st_ino:
+            raise DataError(
+                f"{catalog_root}: another ingest is writing to this catalog; wait for it to finish"
+            )
         try:
             yield
         finally:
+            lock_path.unlink(missing_ok=True)  # while still holding the lock (see the inode check above)
+            with contextlib.suppress(OSError):
+                staging.rmdir()  # only when empty: staged writes of a crash stay for recovery
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -2,7 +2,7 @@
 
 Accepted inputs (the format is detected from the file, not from its name alone):
 
-- Parquet with a time column and OHLCV columns (the schema of ../shared/data: ts_open, open, high, low,
+- Parquet with a time column and OHLCV columns (the schema of data/klines: ts_open, open, high, low,
   close, volume), the time column as a timestamp, epoch integers or ISO strings.
 - CSV with a header row. Column names are matched case-insensitively against common aliases
   (ts_open/open_time/timestamp/date/..., open, high, low, close, volume, and optional quote_volume,
@@ -122,6 +122,11 @@ class _Source:
 def read_klines(path: str | Path) -> pl.DataFrame:
     """Read one kline file (Parquet, CSV with header, Binance dump CSV or zip) into the normalised frame."""
     file_path = Path(path)
+    if file_path.is_dir():
+        raise DataError(
+            f"{file_path} is a directory, not a kline file; give the file(s) in it "
+            f"(e.g. {file_path}/*.parquet)"
+        )
     if not file_path.is_file():
         raise DataError(f"{file_path}: no such file; give the path of a kline file (.parquet, .csv or .zip)")
     if file_path.suffix.lower() == ".parquet" or _is_parquet(file_path):

@@ -52,12 +52,11 @@ def parse_time(text: str | None, option: str) -> int | None:
 
 
 def load_kline_file(path: Path, interval: str) -> pl.DataFrame:
-    """A kline Parquet file with ts_open (bar open time), as a bar table stamped at close (`ts`)."""
-    if not path.exists():
-        raise DataError(f"kline file {path} does not exist")
-    frame = pl.read_parquet(path)
-    if "ts_open" not in frame.columns:
-        raise DataError(f"{path} has no ts_open column; columns are {frame.columns}")
+    """A kline file (Parquet, CSV or Binance dump, read and checked by qa_engine.data.klines) as a bar
+    table stamped at close (`ts`). A missing, corrupt or malformed file is a DataError naming it."""
+    from qa_engine.data.klines import read_klines
+
+    frame = read_klines(path)
     step = interval_ns(interval)
     return frame.with_columns((pl.col("ts_open").dt.epoch("ns") + step).alias("ts")).drop("ts_open")
 
@@ -124,7 +123,24 @@ def write_feature_table(
     }
     schema = arrow.schema.with_metadata({**(arrow.schema.metadata or {}), **metadata})
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_batches(arrow.to_batches(), schema=schema), path, compression="zstd")
+    partial = path.with_name(f".{path.name}.partial")  # never a half-written table at `path`
+    try:
+        pq.write_table(pa.Table.from_batches(arrow.to_batches(), schema=schema), partial, compression="zstd")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def check_output_file(path: Path, option: str = "--out") -> None:
+    """`path` can be written as a file: not a directory, and its folder exists or can be created.
+    Checked before any work so a bad --out never costs a computation."""
+    if path.is_dir():
+        raise ConfigError(
+            f"{option} {path} is a directory; give a file path, e.g. {path / 'features.parquet'}"
+        )
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{option} {path}: {blocking} is a file, not a folder")
 
 
 def read_feature_metadata(path: Path) -> dict[str, str]:

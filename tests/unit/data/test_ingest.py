@@ -45,11 +45,13 @@ def _parquet(tmp_path: Path, name: str, frame: pl.DataFrame) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under `root` (the lock file excepted)."""
+    """Relative path -> sha256 of every file under `root` (the writer's lock file included: a write
+    leaves none behind), and every folder (an empty staging folder would be a leftover too)."""
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_file()
+        else "dir"
         for path in sorted(root.rglob("*"))
-        if path.is_file() and path.name != "ingest.lock"
     }
 
 
@@ -203,7 +205,7 @@ def test_failure_while_writing_leaves_the_catalog_unchanged(tmp_path, btc, monke
         ingest_klines([_parquet(tmp_path, "b", frame)], btc, "5m", catalog)
 
     assert _snapshot(catalog) == before
-    assert [path.name for path in (catalog / ".staging").iterdir()] == ["ingest.lock"]
+    assert not (catalog / ".staging").exists()
     assert len(_catalog_bars(catalog)) == 300
 
 
@@ -233,13 +235,14 @@ def test_crash_between_renames_is_recovered_by_the_next_ingest(tmp_path, btc):
     before = _snapshot(catalog)
     bar_directory = catalog / "data" / "bar" / BAR_TYPE
     stage = catalog / ".staging" / "interrupted"
-    stage.mkdir()
+    stage.mkdir(parents=True)
     (stage / "target").write_text(str(bar_directory.relative_to(catalog)))
     bar_directory.rename(stage / "old")  # what a power cut after the first rename leaves behind
 
     restored = recover_interrupted_writes(catalog)
 
     assert restored == [bar_directory]
+    (catalog / ".staging").rmdir()  # recovery alone keeps the (now empty) staging folder; a writer removes it
     assert _snapshot(catalog) == before
 
 
@@ -382,3 +385,25 @@ def test_catalog_written_with_another_precision_is_not_merged(tmp_path, btc):
 
     with pytest.raises(DataError, match="price_precision=2, .*the input has .*price_precision=1"):
         ingest_klines([_parquet(tmp_path, "b", frame)], coarser, "5m", catalog)
+
+
+def test_a_refused_ingest_leaves_the_catalog_byte_identical(tmp_path, btc):
+    frame = real_klines("bybit_linear_BTCUSDT_5m", 300)
+    catalog = tmp_path / "catalog"
+    ingest_klines([_parquet(tmp_path, "a", frame)], btc, "5m", catalog)
+    before = _snapshot(catalog)
+    other_close = frame.with_columns(
+        (pl.col("close") + 0.1).alias("close"), (pl.col("high") + 0.1).alias("high")
+    )
+
+    with pytest.raises(DataError):  # the same bars with other prices: refused without --replace
+        ingest_klines([_parquet(tmp_path, "b", other_close)], btc, "5m", catalog)
+
+    assert _snapshot(catalog) == before
+    assert not (catalog / ".staging").exists()
+
+
+def test_a_directory_is_named_as_a_directory(tmp_path, btc):
+    with pytest.raises(DataError, match=r"is a directory, not a kline file"):
+        ingest_klines([tmp_path], btc, "5m", tmp_path / "catalog")
+    assert not (tmp_path / "catalog").exists()
