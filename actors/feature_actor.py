@@ -25,6 +25,7 @@ from qa_engine.features.sets import get_feature_set
 from qa_engine.features.spec import FeatureSet
 from qa_engine.features.streaming import StreamingFeatureEngine
 from qa_engine.inference.artifact import load_artifact
+from qa_engine.lifecycle import stop_after_start
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import pack
 
@@ -62,7 +63,7 @@ class FeatureActor(Actor):
             message = f"FeatureActor ({self.id}): the feature set of '{source}' cannot stream: {exc}"
             self.config_errors.append(message)
             self.log.error(message)
-            self.stop()
+            stop_after_start(self, "features")
             return
         self.feature_set_hash = feature_set.hash
         self.subscribe_bars(self.config.bar_type)

@@ -53,7 +53,9 @@ from qa_engine.inference.artifact import check_feature_set
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.inference.scaling import FeatureScaler
+from qa_engine.lifecycle import stop_after_start
 from qa_engine.signals import FeatureVector
+from qa_engine.signals import subscribe_bus
 
 INTERVAL_UNITS = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
 
@@ -308,7 +310,7 @@ class ModelActor(Actor):
             interval_ns(interval),
             scaler=runner.scaler,
         )
-        self.subscribe_data(self.input_type)
+        subscribe_bus(self, self.input_type)
         self.subscribe_bars(self.config.bar_type)  # the clock of the "no vectors of my set" check
 
     def build(self, artifact: Artifact) -> OnnxRunner:
@@ -323,7 +325,7 @@ class ModelActor(Actor):
     def refuse(self, message: str) -> None:
         self.config_errors.append(message)
         self.log.error(message)
-        self.stop()
+        stop_after_start(self, "artifact")
 
     def on_data(self, data: Data) -> None:
         if not isinstance(data, FeatureVector):

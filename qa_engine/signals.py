@@ -44,6 +44,17 @@ class Decision:
             raise ValueError(f"confidence_pct must be in [0, 100], got {self.confidence_pct}")
 
 
+def subscribe_bus(component, data_type) -> None:
+    """Deliver the `data_type` messages published on the message bus (by our actors, or replayed from
+    the catalog by the backtest data engine) to `component.on_data`.
+
+    Nautilus 1.231's `subscribe_data(data_type)` subscribes the same topic (`data.<DataType.topic>`) but,
+    given neither a client id nor an instrument id, logs an error, because it would also ask a data
+    client for the data. Our signal messages come from no data client, so only the bus is subscribed.
+    """
+    component.msgbus.subscribe(topic=f"data.{data_type.topic}", handler=component.handle_data)
+
+
 def hold(reasoning: str) -> Decision:
     """Keep whatever position is held."""
     return Decision(target_fraction=None, signal=Signal.HOLD, confidence_pct=0.0, reasoning=reasoning)

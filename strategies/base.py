@@ -30,6 +30,7 @@ from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.trading.strategy import Strategy
 
+from qa_engine.lifecycle import stop_after_start
 from qa_engine.risk.sizing import quantity_for_notional
 from qa_engine.signals import Decision
 
@@ -73,7 +74,7 @@ class TargetPositionStrategy(Strategy):
         self.instrument = self.cache.instrument(self.config.instrument_id)
         if self.instrument is None:
             self.log.error(f"instrument {self.config.instrument_id} not in the cache: stopping")
-            self.stop()
+            stop_after_start(self, "plugin")
             return
         self._indicators = self._guarded("indicators", self.indicators) or []
         for indicator in self._indicators:
@@ -113,7 +114,7 @@ class TargetPositionStrategy(Strategy):
             message = f"plug-in {type(self).__name__} ({self.id}) raised in {hook}(): {exc!r}"
             self.plugin_errors.append(message)
             self.log.error(message)
-            self.stop()
+            stop_after_start(self, "plugin")
             return None
 
     def has_pending_orders(self) -> bool:

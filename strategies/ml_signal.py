@@ -47,6 +47,7 @@ from qa_engine.inference.baseline import BaselineClassifier
 from qa_engine.inference.baseline import BaselineEnsemble
 from qa_engine.inference.baseline import BaselineSignal
 from qa_engine.inference.baseline import load_baseline_artifact
+from qa_engine.lifecycle import stop_after_start
 from qa_engine.models.baseline_signals import DEFAULT_ENSEMBLE_WEIGHTS
 from qa_engine.models.labels import CLASS_NAMES
 from qa_engine.models.labels import TradeClass
@@ -54,6 +55,7 @@ from qa_engine.signals import Decision
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Signal
 from qa_engine.signals import hold
+from qa_engine.signals import subscribe_bus
 from strategies.base import TargetPositionStrategy
 from strategies.base import TargetPositionStrategyConfig
 
@@ -204,13 +206,13 @@ class MLSignalStrategy(TargetPositionStrategy):
             message = f"MLSignalStrategy ({self.id}): {exc}"
             self.config_errors.append(message)
             self.log.error(message)
-            self.stop()
+            stop_after_start(self, "models")
             return
         first = next(iter(self.ensemble.members.values()))
         self.feature_set_hash = first.manifest.feature_set.hash
         self._rows = deque(maxlen=self.ensemble.window_bars)
         metadata = {"instrument_id": self.config.instrument_id.value}
-        self.subscribe_data(DataType(FeatureVector, metadata=metadata))
+        subscribe_bus(self, DataType(FeatureVector, metadata=metadata))
         super().on_start()
 
     def on_data(self, data) -> None:

@@ -103,6 +103,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 from qa_engine.features.io import nautilus_bar_spec
 from qa_engine.inference.strategist import PolicyAction
 from qa_engine.inference.strategist import StrategistPolicy
+from qa_engine.lifecycle import stop_after_start
 from qa_engine.risk.sizing import quantity_for_notional
 from qa_engine.signals import Action
 from qa_engine.signals import Decision
@@ -111,6 +112,7 @@ from qa_engine.signals import Forecast
 from qa_engine.signals import Regime
 from qa_engine.signals import Signal
 from qa_engine.signals import hold
+from qa_engine.signals import subscribe_bus
 from strategies.base import TargetPositionStrategy
 
 # ---- presets -------------------------------------------------------------------------------------
@@ -477,18 +479,18 @@ class TrinityStrategy(TargetPositionStrategy):
             )
             self.config_errors.append(message)
             self.log.error(message)
-            self.stop()
+            stop_after_start(self, "strategist")
             return
         # A FeatureActor publishes from the first bar; replayed records may start once warm.
         self._vector_deadline_bars = self.policy.manifest.feature_set.warmup_bars + 1
         fee = config.taker_fee_rate
         self.taker_fee = float(self.instrument.taker_fee) if fee is None else fee
         instrument = config.instrument_id.value
-        self.subscribe_data(DataType(FeatureVector, metadata={"instrument_id": instrument}))
+        subscribe_bus(self, DataType(FeatureVector, metadata={"instrument_id": instrument}))
         if config.use_oracle:
-            self.subscribe_data(DataType(Forecast, metadata={"instrument_id": instrument}))
+            subscribe_bus(self, DataType(Forecast, metadata={"instrument_id": instrument}))
         if config.use_guardian:
-            self.subscribe_data(DataType(Regime, metadata={"instrument_id": instrument}))
+            subscribe_bus(self, DataType(Regime, metadata={"instrument_id": instrument}))
 
     def on_bar(self, bar: Bar) -> None:  # the ATR is already updated with this bar
         self.bars_seen += 1
@@ -518,7 +520,7 @@ class TrinityStrategy(TargetPositionStrategy):
         )
         self.config_errors.append(message)
         self.log.error(message)
-        self.stop()
+        stop_after_start(self, "strategist")
 
     # --- per bar -----------------------------------------------------------------------------
 

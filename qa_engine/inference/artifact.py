@@ -182,6 +182,23 @@ def _check_model_file(artifact: Artifact) -> None:
         )
 
 
+def _check_own_feature_hash(artifact: Artifact, where: str) -> None:
+    """The manifest's feature-set hash must be the hash of its own canonical specs: an edited hash (or
+    edited specs) would let two altered artifacts agree with each other and feed the model features it
+    was never trained on."""
+    record = artifact.manifest.feature_set
+    try:
+        rebuilt = artifact.feature_set()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: manifest.json feature_set.canonical is malformed ({exc!r})") from None
+    if rebuilt.hash != record.hash:
+        raise ConfigError(
+            f"{where}: refusing to load: manifest.json says feature_set.hash {record.hash[:12]}... but "
+            f"its own feature specs hash to {rebuilt.hash[:12]}...; the manifest was edited: restore it "
+            "or retrain"
+        )
+
+
 def load_artifact(
     folder: Path,
     expected_feature_set: FeatureSet | None = None,
@@ -198,6 +215,7 @@ def load_artifact(
     manifest = artifact.manifest
     where = f"artifact {folder}"
     _check_model_file(artifact)
+    _check_own_feature_hash(artifact, where)
     if expected_feature_set is not None:
         check_feature_set(manifest, expected_feature_set, where)
     if window_bars is not None and window_bars != manifest.window.encoder_bars:

@@ -227,7 +227,7 @@ def shorter_window(manifest: dict) -> None:
     ("change", "problem"),
     [
         (swap_first_two_names, "names differ; the manifest was edited"),
-        (other_hash, "does not match the model's 'default' v1 hash 000000000000"),
+        (other_hash, "feature_set.hash 000000000000... but its own feature specs hash to 1d915fba7fc3"),
         (shorter_window, "manifest window says 30 bars x 52 features but model.onnx takes \\[60, 52\\]"),
     ],
 )
@@ -241,6 +241,19 @@ def test_an_altered_oracle_manifest_is_a_config_error(sample_catalog, tmp_path, 
     with pytest.raises(ConfigError, match=problem) as caught:
         run_backtest(config, run_dir=tmp_path / "run")
     assert "OracleActor" in str(caught.value) and str(folder) in str(caught.value)
+
+
+def test_a_hash_edited_consistently_in_feature_actor_and_model_is_refused(sample_catalog, tmp_path) -> None:
+    """Both artifacts agree with each other, so only the manifest's own specs can tell: refused (exit 2)."""
+    folder = altered_oracle(tmp_path, other_hash)
+    config = backtest_config(
+        sample_catalog,
+        [actor("features", artifact=str(folder)), actor("oracle", artifact=str(folder))],
+        end="2025-01-01T02:00:00Z",
+    )
+    with pytest.raises(ConfigError, match="the manifest was edited") as caught:
+        run_backtest(config, run_dir=tmp_path / "run")
+    assert caught.value.exit_code == 2 and str(folder) in str(caught.value)
 
 
 @pytest.mark.parametrize(

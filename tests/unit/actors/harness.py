@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 INSTRUMENT_ID = "BTCUSDT-LINEAR.BYBIT"
 BAR_TYPE = f"{INSTRUMENT_ID}-5-MINUTE-LAST-EXTERNAL"
 STEP_NS = interval_ns("5m")
-GUARDIAN_TRAINING_BARS = "bybit_linear_BTCUSDT_5m.parquet"  # ../shared/data, real Bybit klines
+GUARDIAN_TRAINING_BARS = "bybit_linear_BTCUSDT_5m"  # data/klines, real Bybit klines
 
 
 def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -47,12 +47,11 @@ def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from qa_engine.models.data import FoldConfig
     from qa_engine.models.guardian import export_guardian
     from qa_engine.models.guardian import train_guardian
+    from tests.factories import research_klines
     from tests.unit.models.guardian_data import TINY
     from tests.unit.models.guardian_data import TINY_TRAINER
 
-    source = (REPO_ROOT.parent / "shared" / "data" / GUARDIAN_TRAINING_BARS).resolve()
-    if not source.is_file():
-        pytest.skip(f"real market data {source} is not present")
+    source = research_klines(GUARDIAN_TRAINING_BARS)
     torch.set_num_threads(1)
     fold = FoldConfig(
         name="tiny",
@@ -116,4 +115,7 @@ class Kernel:
         actor.register_base(portfolio=self.portfolio, msgbus=self.msgbus, cache=self.cache, clock=self.clock)
         self.msgbus.subscribe(topic=f"data.{actor.output_type.topic}", handler=self.published.append)
         actor.start()
+        # Fire what is due now, as the engine's clock would on the next event (e.g. a refusal's stop).
+        for handler in self.clock.advance_time(self.clock.timestamp_ns()):
+            handler.handle()
         return actor
