@@ -6,7 +6,7 @@
 For the LSTM, MLP and XGBoost artifacts: onnxruntime `session.run` on one (1, E, F) window (1 intra-op
 thread, sequential), and the whole `BaselineClassifier.probabilities` call (raw features -> scaling ->
 onnxruntime -> float64), p50/p99/max in microseconds over --iterations calls after a warm-up. The
-window is real: the default feature set over the last bars of ../shared/data's Bybit BTCUSDT 5m file.
+window is real: the default feature set over the last bars of data/klines' Bybit BTCUSDT 5m file.
 Baselines in the same run: a trivial ONNX graph on the same input (Flatten -> MatMul -> Softmax,
 the floor of one onnxruntime call of that size), and, if --booster points to the run's booster.json,
 xgboost's own `inplace_predict` on one row. Target: <= 500 us p99. The machine is shared: read the
@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+DATA = ROOT / "data" / "klines"  # see data/klines/PROVENANCE.md
 
 
 def real_window(feature_set, bars_needed: int) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Download throughput and memory: `qa data download` against the loopback venue (tests/loopback_venue.py).
 
-1. Download, real bars: the whole binance_futures_BTCUSDT_1m file of ../shared/data (73,139 bars) through the
-   real python-binance client; bars/s end to end (HTTP + parse + validate + write), and the fetch part alone.
+1. Download, real bars: the whole data/klines/binance_futures_BTCUSDT_5m.parquet (119,724 bars of 5m,
+   gap-free) through the real python-binance client; bars/s end to end (HTTP + parse + validate + write),
+   and the fetch part alone.
 2. Catalog writes: the download's commit path (validate + encode + add one file per 30,000-bar chunk + final
    compaction) on the same bars, against the baseline measured in the same run: a plain `ingest_klines` of
    the same bars from one Parquet file (read + validate + encode + write).
-3. One year of 1m bars of one symbol (525,600 bars, SYNTHETIC: a seeded random walk, because ../shared/data
-   holds no year of 1m bars): `qa data download` as a subprocess; wall time and the subprocess' peak RSS.
+3. One year of 1m bars of one symbol (525,600 bars, SYNTHETIC: a seeded random walk, because the repository
+   holds no year of real 1m bars): `qa data download` as a subprocess; wall time and the subprocess' peak RSS.
 
     PYTHONPATH=. .venv/bin/python bench/bench_download.py [--repeat 3] [--year-days 365]
 
@@ -46,8 +47,10 @@ from qa_engine.plugins import load_instrument
 from tests.loopback_venue import LoopbackVenue
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT / ".." / "shared" / "data"
-KEY = ("binance-futures", "BTCUSDT", "1m")
+# Real bars: Binance USD-M BTCUSDT 5m, 2024-12-31 .. 2026-02-19 (data/klines/PROVENANCE.md).
+REAL_KLINES = REPO_ROOT / "data" / "klines" / "binance_futures_BTCUSDT_5m.parquet"
+REAL_KEY = ("binance-futures", "BTCUSDT", "5m")
+KEY = ("binance-futures", "BTCUSDT", "1m")  # the synthetic year
 CHUNK_BARS = 30_000  # 20 pages of 1,500: the default commit size
 
 
@@ -76,13 +79,13 @@ def synthetic_year(days: int) -> pl.DataFrame:
 def bench_download(bars: pl.DataFrame, repeat: int) -> None:
     first, last = bars["ts_open"][0].date(), bars["ts_open"][-1].date()
     totals, fetches, writes = [], [], []
-    with LoopbackVenue({KEY: bars}) as server:
+    with LoopbackVenue({REAL_KEY: bars}) as server:
         venue = BinanceHistoricalVenue(Market.BINANCE_FUTURES, server.base_url)
         instrument = resolve_instruments(venue, ["BTCUSDT"])["BTCUSDT"]
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as catalog:
                 result = download_klines(
-                    venue, instrument, "BTCUSDT", "1m", first, last, catalog, caller=VenueCaller()
+                    venue, instrument, "BTCUSDT", REAL_KEY[2], first, last, catalog, caller=VenueCaller()
                 )
                 totals.append(result.secs)
                 fetches.append(result.fetch_secs)
@@ -97,7 +100,7 @@ def bench_download(bars: pl.DataFrame, repeat: int) -> None:
 
 
 def bench_writes(bars: pl.DataFrame, instrument: Instrument, repeat: int) -> None:
-    interval = KlineInterval.MINUTE_1
+    interval = KlineInterval.MINUTE_5  # the real 5m bars of bench_download
     ours, baseline = [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as catalog:
@@ -156,7 +159,7 @@ def main() -> None:
     parser.add_argument("--year-days", type=int, default=365)
     arguments = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
-    bars = pl.read_parquet(SHARED / "binance_futures_BTCUSDT_1m.parquet")
+    bars = pl.read_parquet(REAL_KLINES)
     bench_download(bars, arguments.repeat)
     bench_writes(bars, load_instrument("binance-futures", "BTCUSDT"), arguments.repeat)
     if arguments.year_days:

@@ -3,14 +3,15 @@
     .venv/bin/python bench/bench_features.py [--bars 1000000] [--stream-bars 30000] [--repeat 3]
         [--skip-parity] [--json FILE]
 
-- batch: the default set over N bars made of the real 5m files of ../shared/data laid end to end
+- batch: the default set over N bars made of the real 5m files of data/klines laid end to end
   and re-stamped gap-free (a scale benchmark: the price jumps at the seams do not matter for speed);
   wall seconds (best of --repeat) and peak resident memory of a fresh child process (RSS after
   loading the bars is reported too, so the feature computation's own share is visible);
 - streaming: microseconds per bar of StreamingFeatureEngine.update over real BTCUSDT 5m bars
   (best of --repeat, process CPU time and wall time), the whole default set and each heavy family
   alone;
-- parity: max |batch - streaming| over the whole real BTC/ETH 1m and 5m files.
+- parity: max |batch - streaming| over every shipped stretch of real BTC/ETH 1m and 5m bars
+  (tests.factories.kline_stretches: data/klines and the test slices of tests/data/klines).
 The machine is shared: run it when nothing else runs, and read the load average it prints.
 """
 
@@ -25,13 +26,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "data" / "klines"  # see data/klines/PROVENANCE.md
 FIVE_MINUTES_NS = 300_000_000_000
 SCALE_FILES = (
     "binance_futures_BTCUSDT_5m",
-    "binance_futures_ETHUSDT_5m",
-    "binance_spot_BTCUSDT_5m",
-    "binance_spot_ETHUSDT_5m",
+    "bybit_linear_BTCUSDT_5m",
 )
 PARITY_FILES = (
     ("binance_futures_BTCUSDT_1m", "1m"),
@@ -134,15 +133,22 @@ def run_parity() -> dict:
 
     from qa_engine.features.batch import compute_features_batch
     from qa_engine.features.io import interval_ns
-    from qa_engine.features.io import load_kline_file
     from qa_engine.features.sets import default_feature_set
     from qa_engine.features.streaming import StreamingFeatureEngine
     from qa_engine.features.streaming import stream_features
+    from tests.factories import kline_stretches
+    from tests.factories import real_bars
 
     feature_set = default_feature_set()
     result = {}
-    for name, interval in PARITY_FILES:
-        bars = load_kline_file(DATA / f"{name}.parquet", interval)
+    stretches = [
+        (name, interval, first, frame.height)
+        for name, interval in PARITY_FILES
+        for first, frame in kline_stretches(name)
+    ]
+    for series, interval, first, rows in stretches:
+        name = f"{series} rows {first}..{first + rows}"
+        bars = real_bars(series, rows, offset=first)
         step = interval_ns(interval)
         batch = compute_features_batch(bars, feature_set, step)
         engine = StreamingFeatureEngine(feature_set, step)

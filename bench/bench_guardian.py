@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_guardian.py latency [--runs 5000] [--repeats 5]
     .venv/bin/python bench/bench_guardian.py regimes [--epochs 8] [--out DIR]
 
-speed (Binance USD-M BTCUSDT 5m, ../shared/data):
-- training: epochs over EVERY window of one year of 5m bars (2023-01-01 .. 2024-01-01, ~105k windows;
+speed (Binance USD-M BTCUSDT 5m, data/klines/binance_futures_BTCUSDT_5m.parquet: 2024-12-31 .. 2026-02-19):
+- training: epochs over EVERY window of one year of 5m bars (2025-01-01 .. 2026-01-01, ~105k windows;
   train_windows_per_epoch=None), CPU, one torch thread (on the shared 2-core machine, two threads were
   up to 90x slower per step under load: OpenMP spin-waits); seconds per epoch and windows per second;
 - inference: onnxruntime, one intra-op thread, sequential, one window (1, T, F) per call: p50 / p99 /
@@ -15,10 +15,10 @@ speed (Binance USD-M BTCUSDT 5m, ../shared/data):
 latency: the inference part alone, repeated (Guardian and baseline alternately), best repeat kept;
 
 regimes: two models fitted on disjoint training folds of the same market, each evaluated on its own
-out-of-sample test range, and both on a common later range that neither saw (after the data's gap):
-- fold A: train 2023-01-01 .. 2023-08-01, validation .. 2023-10-01, test .. 2024-05-15;
-- fold B: train 2023-10-01 .. 2024-04-01, validation .. 2024-05-15, test 2025-01-01 .. 2026-02-20;
-- common range 2025-01-01 .. 2026-02-20 (out of sample for both): per-regime statistics, fold
+out-of-sample test range, and both on a common later range that neither saw:
+- fold A: train 2025-01-01 .. 2025-04-01, validation .. 2025-05-01, test .. 2025-09-01;
+- fold B: train 2025-05-01 .. 2025-08-01, validation .. 2025-09-01, test 2025-09-01 .. 2026-02-20;
+- common range 2025-09-01 .. 2026-02-20 (out of sample for both): per-regime statistics, fold
   stability (adjusted Rand index, agreement after label matching), and the same for a naive baseline
   (quartiles of realised_volatility_20 with thresholds from each training fold): if the Guardian
   agrees with it closely, its regimes are volatility buckets.
@@ -37,14 +37,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
-KLINES = DATA / "binance_futures_BTCUSDT_5m.parquet"
-COMMON_RANGE = ("2025-01-01", "2026-02-20")
+KLINES = ROOT / "data" / "klines" / "binance_futures_BTCUSDT_5m.parquet"  # see data/klines/PROVENANCE.md
+COMMON_RANGE = ("2025-09-01", "2026-02-20")
 FOLDS = {  # train_start, validation_start, test_start, test_end
-    "A": ("2023-01-01", "2023-08-01", "2023-10-01", "2024-05-15"),
-    "B": ("2023-10-01", "2024-04-01", "2025-01-01", "2026-02-20"),
+    "A": ("2025-01-01", "2025-04-01", "2025-05-01", "2025-09-01"),
+    "B": ("2025-05-01", "2025-08-01", "2025-09-01", "2026-02-20"),
 }
 
 
@@ -151,11 +148,11 @@ def run_speed(epochs: int, runs: int) -> dict:
 
     _, table, feature_set, declared = guardian_table()
     fold = FoldConfig(
-        name="year-2023",
-        train_start="2023-01-01",
-        validation_start="2024-01-01",
-        test_start="2024-03-01",
-        test_end="2024-05-15",
+        name="year-2025",
+        train_start="2025-01-01",
+        validation_start="2026-01-01",
+        test_start="2026-02-01",
+        test_end="2026-02-19T17:00",
     )
     trainer = TrainerConfig(
         max_epochs=epochs,

@@ -1,4 +1,4 @@
-"""Catalog ingest throughput: bars/s of `ingest_klines` on whole real files from ../shared/data, a fresh
+"""Catalog ingest throughput: bars/s of `ingest_klines` on the whole real files of data/klines, a fresh
 catalog each run (read + validate + encode + write), then a re-ingest of the same file (merge, no write),
 and the Nautilus object path (Bar.from_raw_arrays_to_list + Arrow serializer) for comparison.
 
@@ -23,10 +23,10 @@ from qa_engine.data.intervals import bar_type_string
 from qa_engine.data.klines import read_klines
 from qa_engine.plugins import load_instrument
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+KLINES = Path(__file__).resolve().parents[1] / "data" / "klines"  # see data/klines/PROVENANCE.md
 CASES = [
     ("bybit-linear", "BTCUSDT", "bybit_linear_BTCUSDT_5m.parquet", KlineInterval.MINUTE_5),
-    ("binance-futures", "BTCUSDT", "binance_futures_BTCUSDT_1m.parquet", KlineInterval.MINUTE_1),
+    ("binance-futures", "BTCUSDT", "binance_futures_BTCUSDT_5m.parquet", KlineInterval.MINUTE_5),
 ]
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     for market, symbol, file, interval in CASES:
         instrument = load_instrument(market, symbol)
-        path = SHARED / file
+        path = KLINES / file
         first, again = [], []
         for _ in range(repeat):
             with tempfile.TemporaryDirectory() as catalog:

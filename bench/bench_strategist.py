@@ -13,7 +13,7 @@ shared machine the wall p99 measures the scheduler). Measured in the same run:
 - per bar: what a strategy does at each bar close: `StrategistContext.observe` + `session.run` +
   argmax + `commit`.
 
---train: real Bybit BTCUSDT 5m bars (../shared/data/bybit_linear_BTCUSDT_5m.parquet), one fold:
+--train: real Bybit BTCUSDT 5m bars (data/klines/bybit_linear_BTCUSDT_5m.parquet), one fold:
 train 2025-01-01 .. 2025-09-01, validation 2025-09-01 .. 2025-11-01 (early stopping), test
 2025-11-01 .. 2026-02-09 (bar close times, UTC), which neither training nor early stopping sees.
 Reports seconds per epoch (torch CPU) and the test-range rollouts of the exported policy at three
@@ -48,7 +48,7 @@ from qa_engine.models.strategist_training import export_strategist
 from qa_engine.models.trajectories import StrategistContext
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+KLINES = ROOT / "data" / "klines"  # see data/klines/PROVENANCE.md
 
 
 class TrivialGraph(nn.Module):
@@ -161,7 +161,7 @@ def train_run(epochs: int, out: Path, threads: int) -> dict[str, object]:
     from qa_engine.models.strategist_training import train_strategist
     from qa_engine.models.training import TrainerConfig
 
-    path = SHARED / "bybit_linear_BTCUSDT_5m.parquet"
+    path = KLINES / "bybit_linear_BTCUSDT_5m.parquet"
     fold = FoldConfig(
         name="btc-2025-11",
         train_start=datetime(2025, 1, 1),

@@ -6,7 +6,7 @@ by `qa_engine.replay` and read from the catalog), all on the same bars in one ru
     .venv/bin/python bench/bench_trinity.py --only ema,streamed,replayed --days 30       # quick
     .venv/bin/python bench/bench_trinity.py --only scale --scale-bars 20000,100000       # quick scale
 
-Data: ONE YEAR of real Binance USD-M BTCUSDT 5m bars (../shared/data/binance_futures_BTCUSDT_5m.parquet,
+Data: ONE YEAR of real Binance USD-M BTCUSDT 5m bars (data/klines/binance_futures_BTCUSDT_5m.parquet,
 bars opening 2025-01-01 .. 2025-12-31, see its PROVENANCE.md), ingested into a temporary catalog with
 the project's own ingest (`qa_engine.data.ingest.ingest_klines`). The scale part uses a SYNTHETIC seeded
 geometric random walk of 5m bars (not market data: there is no real 1M-bar 5m series), ingested the
@@ -68,8 +68,7 @@ from qa_engine.config.models import BacktestConfig
 from qa_engine.signals import Action
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-REAL_KLINES = SHARED / "binance_futures_BTCUSDT_5m.parquet"
+REAL_KLINES = ROOT / "data" / "klines" / "binance_futures_BTCUSDT_5m.parquet"
 INSTRUMENT_ID = "BTCUSDT-PERP.BINANCE"
 BAR_TYPE = f"{INSTRUMENT_ID}-5-MINUTE-LAST-EXTERNAL"
 STEP = timedelta(minutes=5)

@@ -2,13 +2,13 @@
 
 It speaks the venues' response formats: Binance kline arrays (GET /fapi/v1/klines, /api/v3/klines), Binance
 fundingRate objects and exchangeInfo (the bundled real snapshots of adapters/binance/snapshots), and the Bybit
-v5 envelope (retCode / retMsg / result / retExtInfo / time, as in ../shared/data/bybit_api_samples) for
+v5 envelope (retCode / retMsg / result / retExtInfo / time, as in tests/data/bybit_api_samples) for
 /v5/market/kline (strings, newest first), /v5/market/funding/history and /v5/market/instruments-info (the
 bundled real snapshot adapters/bybit/snapshots/linear_instruments.json plus the real TSLAUSDT sample).
 
-Bars come from ../shared/data (real). Binance kline fields the shared data lacks (quote volume, trade count,
-taker-buy volumes) are served as "0" placeholders; the downloader does not read them. Funding series are
-whatever the test hands in (the shared data holds no funding history).
+Bars are whatever the test hands in (real slices, tests.factories.real_klines). Binance kline fields those
+klines lack (quote volume, trade count, taker-buy volumes) are served as "0" placeholders; the downloader
+does not read them. Funding series are whatever the test hands in.
 
 Faults (`Fault`) hit the matching requests in order: rate limits (Binance 429/418 with Retry-After, Bybit
 retCode 10006 with X-Bapi-Limit-Reset-Timestamp), 5xx, a slow answer (client timeout), a truncated body
@@ -35,7 +35,7 @@ import polars as pl
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BINANCE_SNAPSHOTS = REPO_ROOT / "adapters" / "binance" / "snapshots"
 BYBIT_INSTRUMENTS = REPO_ROOT / "adapters" / "bybit" / "snapshots" / "linear_instruments.json"
-BYBIT_SAMPLES = (REPO_ROOT / ".." / "shared" / "data" / "bybit_api_samples").resolve()
+BYBIT_SAMPLES = REPO_ROOT / "tests" / "data" / "bybit_api_samples"
 INTERVAL_MS = {
     "1m": 60_000,
     "5m": 300_000,
@@ -132,9 +132,9 @@ class LoopbackVenue:
             "binance-spot": json.loads((BINANCE_SNAPSHOTS / "spot_exchange_info.json").read_text()),
         }
         bybit = json.loads(BYBIT_INSTRUMENTS.read_text())
+        # the real payload of another listed symbol (TSLAUSDT)
         extra = BYBIT_SAMPLES / "http_get_instruments_linear_symbol_type.json"
-        if extra.is_file():  # real payload of another listed symbol (TSLAUSDT)
-            bybit["result"]["list"] += json.loads(extra.read_text())["result"]["list"]
+        bybit["result"]["list"] += json.loads(extra.read_text())["result"]["list"]
         self._bybit_instruments = bybit
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

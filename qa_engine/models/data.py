@@ -67,7 +67,7 @@ def iso(ts_ns: int) -> str:
 
 
 class BarSourceConfig(_Section):
-    """One symbol's bars: a kline Parquet file (ts_open + OHLCV, ../shared/data schema) or a catalog."""
+    """One symbol's bars: a kline Parquet file (ts_open + OHLCV, the data/klines schema) or a catalog."""
 
     symbol: str = Field(description="label of the series, e.g. BTCUSDT (one series per symbol)")
     klines: Path | None = Field(

@@ -1,7 +1,7 @@
 """Downloads through the real python-binance and pybit clients, pointed at a loopback venue (--base-url).
 
-The server (tests/loopback_venue.py) serves real bars from ../shared/data in each venue's response format and
-injects faults. Every test compares the catalog with the served bars, bar by bar.
+The server (tests/loopback_venue.py) serves real bars (shipped slices, tests.factories) in each venue's
+response format and injects faults. Every test compares the catalog with the served bars, bar by bar.
 """
 
 from __future__ import annotations

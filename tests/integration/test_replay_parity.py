@@ -371,18 +371,21 @@ GAP_START, GAP_END = "2024-05-12T00:00:00Z", "2025-01-03T00:00:00Z"
 
 @pytest.fixture(scope="module")
 def gap_catalog(tmp_path_factory, guardian_folder) -> Path:
-    """Binance USD-M BTCUSDT 5m bars around the real 230-day hole of ../shared/data (last bar before it
+    """Binance USD-M BTCUSDT 5m bars around the real 230-day hole of the series (last bar before it
     closes 2024-05-14 15:40, the next 2024-12-31 00:05), ingested with the project's own ingest, and
     Forecast / Regime records built over them."""
     from datetime import date
 
     from qa_engine.data.ingest import ingest_klines
     from qa_engine.plugins import load_instrument
-    from tests.factories import shared_data_dir
+    from tests.factories import real_klines
 
-    root = tmp_path_factory.mktemp("gap") / "catalog"
+    folder = tmp_path_factory.mktemp("gap")
+    klines = folder / "binance_futures_BTCUSDT_5m.parquet"  # bars opening 2024-05-12 .. 2025-01-03 00:15
+    real_klines("binance_futures_BTCUSDT_5m", 1_632, start="2024-05-12").write_parquet(klines)
+    root = folder / "catalog"
     ingest_klines(
-        [shared_data_dir() / "binance_futures_BTCUSDT_5m.parquet"],
+        [klines],
         load_instrument("binance-futures", "BTCUSDT"),
         "5m",
         root,
@@ -445,7 +448,7 @@ def test_records_across_a_real_gap_equal_the_actors(gap_catalog, guardian_folder
     first_after = min(f.ts_event for f in after)
     manifest = streamed["OracleActor"].artifact.manifest
     warmup_and_window = manifest.feature_set.warmup_bars - 1 + manifest.window.encoder_bars - 1
-    first_bar_after = parse_time("2024-12-31T00:05", "t")  # the shared file's first bar after the hole
+    first_bar_after = parse_time("2024-12-31T00:05", "t")  # the series' first bar after the hole
     assert first_after == first_bar_after + warmup_and_window * 300_000_000_000  # the warm-up restarted
     assert [r.ts_event for r in records] == [f.ts_event for f in forecasts]
     np.testing.assert_allclose(

@@ -10,11 +10,9 @@
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
@@ -28,11 +26,9 @@ from qa_engine.features.sets import default_feature_set
 from qa_engine.inference.scaling import fit_feature_scaler
 from qa_engine.models.labels import NO_LABEL
 from qa_engine.models.labels import triple_class_labels
+from tests.factories import research_klines
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-if not SHARED_DATA.exists():
-    SHARED_DATA = Path("/work/shared/data")
-BYBIT_BTC_5M = SHARED_DATA / "bybit_linear_BTCUSDT_5m.parquet"
+BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")  # data/klines: real, gap-free, 2025-01-01 on
 STEP_NS = interval_ns("5m")
 WINDOW_BARS = 20
 FEATURE_SET = default_feature_set()
@@ -40,8 +36,6 @@ FEATURE_SET = default_feature_set()
 
 @cache
 def real_bars() -> pl.DataFrame:
-    if not BYBIT_BTC_5M.exists():
-        pytest.skip(f"real market data {BYBIT_BTC_5M} is not present")
     return load_kline_file(BYBIT_BTC_5M, "5m")
 
 

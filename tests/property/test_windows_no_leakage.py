@@ -1,4 +1,4 @@
-"""No leakage in the model datasets (hypothesis, real bars from ../shared/data).
+"""No leakage in the model datasets (hypothesis, real bars from data/klines).
 
 - the feature window ending at bar t is identical whether the data ends at t or goes on;
 - the label of bar t depends only on bars t+1 .. t+H (and close[t], the forecast's reference price):

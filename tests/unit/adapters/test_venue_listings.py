@@ -17,7 +17,7 @@ from adapters.bybit.providers import bybit_linear_instrument
 from adapters.bybit.providers import linear_instruments_from_payload
 from tests.factories import BINANCE_SPOT_KLINES_2021
 from tests.factories import REPO_ROOT
-from tests.factories import shared_data_dir
+from tests.factories import bybit_sample
 
 SNAPSHOTS = REPO_ROOT / "adapters"
 
@@ -79,7 +79,7 @@ def test_a_symbol_the_schema_cannot_read_is_skipped_with_the_reason():
 
 
 def test_bybit_sample_of_another_symbol_parses_with_default_fees():
-    sample = _json(shared_data_dir() / "bybit_api_samples" / "http_get_instruments_linear_symbol_type.json")
+    sample = _json(bybit_sample("http_get_instruments_linear_symbol_type.json"))
 
     listing = linear_instruments_from_payload(sample["result"]["list"], sample["time"])
 
@@ -99,7 +99,7 @@ def test_binance_kline_arrays_parse_to_the_normalised_frame():
 
 
 def test_bybit_kline_strings_newest_first_parse_to_the_normalised_frame():
-    sample = _json(shared_data_dir() / "bybit_api_samples" / "http_get_klines_linear.json")
+    sample = _json(bybit_sample("http_get_klines_linear.json"))
 
     frame = bybit_kline_frame(sample["result"]["list"])
 

@@ -1,8 +1,8 @@
 """Funding rates stored as Nautilus FundingRateUpdate (qa_engine.data.funding).
 
-The rates here are the two real records of ../shared/data/bybit_api_samples/http_get_funding_history.json
-plus, where a test needs a series, decimal strings chosen for the test (the shared data holds no funding
-history); these tests check storage, not market values.
+The rates here are the two real records of tests/data/bybit_api_samples/http_get_funding_history.json
+plus, where a test needs a series, decimal strings chosen for the test; these tests check storage, not
+market values.
 """
 
 from __future__ import annotations
@@ -23,15 +23,13 @@ from qa_engine.data.funding import funding_directory
 from qa_engine.data.funding import merge_funding_rates
 from qa_engine.data.ingest import catalog_writer
 from qa_engine.errors import DataError
-from tests.factories import shared_data_dir
+from tests.factories import bybit_sample
 
 BTC_BYBIT = "BTCUSDT-LINEAR.BYBIT"
 
 
 def _bybit_sample() -> pl.DataFrame:
-    payload = json.loads(
-        (shared_data_dir() / "bybit_api_samples" / "http_get_funding_history.json").read_text()
-    )
+    payload = json.loads(bybit_sample("http_get_funding_history.json").read_text())
     return funding_frame(payload["result"]["list"])
 
 

@@ -16,7 +16,7 @@ from qa_engine.errors import DataError
 from tests.factories import binance_dump_rows
 from tests.factories import binance_spot_klines_2021_lines
 from tests.factories import real_klines
-from tests.factories import shared_data_dir
+from tests.factories import research_klines
 from tests.factories import write_text
 from tests.factories import write_zip
 
@@ -30,8 +30,8 @@ def _ohlcv(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(list(KLINE_SCHEMA))
 
 
-def test_shared_parquet_reads_with_the_normalised_schema():
-    frame = read_klines(shared_data_dir() / "bybit_linear_BTCUSDT_5m.parquet")
+def test_shipped_parquet_reads_with_the_normalised_schema():
+    frame = read_klines(research_klines("bybit_linear_BTCUSDT_5m"))
 
     assert frame.schema == pl.Schema(KLINE_SCHEMA)
     assert frame.height == 116_350

@@ -1,46 +1,34 @@
-"""Helpers for the feature tests: real bars from ../shared/data, and both twins run on them."""
+"""Helpers for the feature tests: real bars shipped in the repository (tests.factories), and both twins
+run on them."""
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 
 from qa_engine.features.batch import compute_features_batch
 from qa_engine.features.io import interval_ns
-from qa_engine.features.io import load_kline_file
 from qa_engine.features.spec import FeatureSet
 from qa_engine.features.streaming import StreamingFeatureEngine
 from qa_engine.features.streaming import stream_features
-
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-if not SHARED_DATA.exists():  # a checkout elsewhere: fall back to the workspace's shared folder
-    SHARED_DATA = Path("/work/shared/data")
-TICKS = SHARED_DATA / "ticks"
+from tests import factories
+from tests.factories import tick_file
 
 KLINE_FILES = {
-    ("BTCUSDT", "1m"): "binance_futures_BTCUSDT_1m.parquet",
-    ("ETHUSDT", "1m"): "binance_futures_ETHUSDT_1m.parquet",
-    ("BTCUSDT", "5m"): "binance_futures_BTCUSDT_5m.parquet",
-    ("ETHUSDT", "5m"): "binance_futures_ETHUSDT_5m.parquet",
-    ("BTCUSDT-SPOT", "5m"): "binance_spot_BTCUSDT_5m.parquet",
-    ("ETHUSDT-SPOT", "5m"): "binance_spot_ETHUSDT_5m.parquet",
+    ("BTCUSDT", "1m"): "binance_futures_BTCUSDT_1m",
+    ("ETHUSDT", "1m"): "binance_futures_ETHUSDT_1m",
+    ("BTCUSDT", "5m"): "binance_futures_BTCUSDT_5m",
+    ("ETHUSDT", "5m"): "binance_futures_ETHUSDT_5m",
+    ("ETHUSDT-SPOT", "5m"): "binance_spot_ETHUSDT_5m",
 }
 
 
-def require_shared_data() -> None:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"real market data folder {SHARED_DATA} is not present")
-
-
-@cache
-def real_bars(symbol: str, interval: str) -> pl.DataFrame:
-    """A real kline file as a bar table (ts = bar close time, int ns)."""
-    require_shared_data()
-    return load_kline_file(SHARED_DATA / KLINE_FILES[(symbol, interval)], interval)
+def real_bars(symbol: str, interval: str, n: int | None = None, offset: int = 0) -> pl.DataFrame:
+    """`n` real bars of a kline series from upstream row `offset` (negative: from the end) as a bar
+    table (ts = bar close time, int ns), exactly as load_kline_file gives those rows of the whole file."""
+    return factories.real_bars(KLINE_FILES[(symbol, interval)], n, offset)
 
 
 def arrays(frame: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -103,8 +91,7 @@ def second_bars_with_taker_volume(symbol: str) -> pl.DataFrame:
     Seconds without a trade are absent (not filled), so the table has gaps; the features restart
     their warm-up after each, like on any gappy data.
     """
-    require_shared_data()
-    trades = pl.read_parquet(TICKS / f"binance_futures_{symbol}_trades_20240808.parquet")
+    trades = pl.read_parquet(tick_file(f"binance_futures_{symbol}_trades_20240808.parquet"))
     second = 1_000_000_000
     return (
         trades.with_columns((pl.col("ts_event").dt.epoch("ns") // second * second + second).alias("ts"))

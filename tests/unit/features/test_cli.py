@@ -11,8 +11,7 @@ from typer.testing import CliRunner
 from qa_engine.cli.features import features_app
 from qa_engine.features.io import read_feature_metadata
 from qa_engine.features.sets import default_feature_set
-from tests.unit.features.conftest import KLINE_FILES
-from tests.unit.features.conftest import SHARED_DATA
+from tests.factories import real_klines
 from tests.unit.features.conftest import real_bars
 
 BAR_TYPE = "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL"
@@ -35,7 +34,7 @@ def write_catalog(path: Path, frame: pl.DataFrame) -> None:
 
 
 def test_build_from_a_catalog_writes_one_row_per_bar_close_with_the_hash(tmp_path: Path) -> None:
-    frame = real_bars("BTCUSDT", "1m").head(1_200)
+    frame = real_bars("BTCUSDT", "1m", 1_200)
     write_catalog(tmp_path / "catalog", frame)
     out = tmp_path / "features.parquet"
 
@@ -75,13 +74,15 @@ def test_build_from_a_catalog_writes_one_row_per_bar_close_with_the_hash(tmp_pat
 
 def test_build_from_klines_with_start_end_and_a_training_range(tmp_path: Path) -> None:
     out = tmp_path / "eth.parquet"
+    klines = tmp_path / "binance_futures_ETHUSDT_5m.parquet"  # the first 20,000 bars, 2023-01-01 on
+    real_klines("binance_futures_ETHUSDT_5m", 20_000).write_parquet(klines)
 
     result = CliRunner().invoke(
         features_app,
         [
             "build",
             "--klines",
-            str(SHARED_DATA / KLINE_FILES[("ETHUSDT", "5m")]),
+            str(klines),
             "--interval",
             "5m",
             "--start",
@@ -106,7 +107,7 @@ def test_build_from_klines_with_start_end_and_a_training_range(tmp_path: Path) -
 
 
 def test_unknown_instrument_in_the_catalog_names_what_is_there(tmp_path: Path) -> None:
-    write_catalog(tmp_path / "catalog", real_bars("BTCUSDT", "1m").head(50))
+    write_catalog(tmp_path / "catalog", real_bars("BTCUSDT", "1m", 50))
 
     result = CliRunner().invoke(
         features_app,

@@ -18,7 +18,7 @@ FIVE_MINUTES_NS = 300_000_000_000
 
 
 def test_choose_ffd_order_picks_the_smallest_stationary_order_on_real_closes() -> None:
-    closes = real_bars("BTCUSDT", "5m").get_column("close").to_numpy()[:30_000]
+    closes = real_bars("BTCUSDT", "5m", 30_000).get_column("close").to_numpy()
 
     choice = choose_ffd_order(closes)
 
@@ -33,7 +33,7 @@ def test_choose_ffd_order_picks_the_smallest_stationary_order_on_real_closes() -
 
 
 def test_fitted_set_records_the_order_and_changes_the_hash() -> None:
-    bars = real_bars("ETHUSDT", "5m").head(20_000)
+    bars = real_bars("ETHUSDT", "5m", 20_000)
 
     fitted = fit_feature_set(default_feature_set(), bars)
 
@@ -45,7 +45,7 @@ def test_fitted_set_records_the_order_and_changes_the_hash() -> None:
 
 
 def test_fit_uses_the_training_range_only() -> None:
-    bars = real_bars("BTCUSDT", "5m").head(24_000)
+    bars = real_bars("BTCUSDT", "5m", 24_000)
     train_end = int(bars.get_column("ts")[20_000])
     altered_future = pl.concat(
         [
@@ -74,4 +74,4 @@ def test_fit_uses_the_training_range_only() -> None:
 
 def test_too_short_training_range_is_refused() -> None:
     with pytest.raises(DataError, match="training range has"):
-        choose_ffd_order(real_bars("BTCUSDT", "5m").get_column("close").to_numpy()[:200])
+        choose_ffd_order(real_bars("BTCUSDT", "5m", 200).get_column("close").to_numpy())

@@ -17,7 +17,7 @@ from tests.unit.features.conftest import real_bars
 
 
 def test_wavelet_matrix_form_equals_the_pywt_call_chain_on_real_windows() -> None:
-    closes = real_bars("BTCUSDT", "1m").get_column("close").to_numpy()[:2_000]
+    closes = real_bars("BTCUSDT", "1m", 2_000).get_column("close").to_numpy()
     operator = wavelet_operator(64, "db4", 3, "symmetric")
     windows = sliding_window_view(closes, 64)[::37]
     step = wavelet_step_function(operator)
@@ -31,7 +31,7 @@ def test_wavelet_matrix_form_equals_the_pywt_call_chain_on_real_windows() -> Non
 
 
 def test_wavelet_denoising_smooths_and_only_reads_the_window() -> None:
-    closes = real_bars("ETHUSDT", "1m").get_column("close").to_numpy()[:5_000]
+    closes = real_bars("ETHUSDT", "1m", 5_000).get_column("close").to_numpy()
     operator = wavelet_operator(64, "db4", 3, "symmetric")
     windows = sliding_window_view(closes, 64)
 
@@ -75,7 +75,7 @@ def test_volume_profile_value_area_grows_towards_the_fuller_side() -> None:
 
 
 def test_volume_profile_twins_agree_bit_for_bit_on_real_windows() -> None:
-    frame = real_bars("BTCUSDT", "5m").head(1_500)
+    frame = real_bars("BTCUSDT", "5m", 1_500)
     high, low, close, volume = (frame.get_column(c).to_numpy() for c in ("high", "low", "close", "volume"))
     typical = (high + low + close) * (1.0 / 3.0)
     windows = sliding_window_view(typical, 96)

@@ -82,7 +82,7 @@ def nautilus_reference(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_classic_indicators_match_nautilus_after_warmup() -> None:
-    frame = real_bars("BTCUSDT", "5m").head(BARS)
+    frame = real_bars("BTCUSDT", "5m", BARS)
     feature_set = FeatureSet("classic", 1, SPECS)
     reference = nautilus_reference(arrays(frame))
 
@@ -109,7 +109,7 @@ def test_classic_indicators_match_nautilus_after_warmup() -> None:
 
 def test_nautilus_seeded_emas_agree_from_the_first_bar() -> None:
     # Same seed (first value) and same recursion: agreement is not only asymptotic.
-    frame = real_bars("ETHUSDT", "1m").head(300)
+    frame = real_bars("ETHUSDT", "1m", 300)
     feature_set = FeatureSet("ema", 1, (ema_spec(12),))
     ema = ExponentialMovingAverage(12)
     reference = []

@@ -107,7 +107,7 @@ def test_feature_needing_the_book_without_fallback_refuses_to_build_with_a_clear
         source="close",
     )
     feature_set = FeatureSet("book", 1, (sma_spec(5), spread))
-    bars = real_bars("BTCUSDT", "1m").head(50)
+    bars = real_bars("BTCUSDT", "1m", 50)
 
     with pytest.raises(DataError, match=r"spread_bps \(needs best_bid_ask\)"):
         compute_features_batch(bars, feature_set, 60_000_000_000)
@@ -116,7 +116,7 @@ def test_feature_needing_the_book_without_fallback_refuses_to_build_with_a_clear
 
 
 def test_bars_with_nan_or_nulls_are_refused_not_propagated() -> None:
-    bars = real_bars("BTCUSDT", "1m").head(30)
+    bars = real_bars("BTCUSDT", "1m", 30)
     broken = bars.with_columns(
         pl.when(pl.int_range(pl.len()) == 7).then(float("nan")).otherwise(pl.col("close")).alias("close")
     )
@@ -153,7 +153,7 @@ def test_the_lookahead_check_catches_a_centred_window(monkeypatch: pytest.Monkey
     monkeypatch.setitem(registered_kinds(), "leaky_centred_mean", leaky)
     spec = make_spec("leaky", "leaky_centred_mean", warmup_bars=5, description="leaks")
     feature_set = FeatureSet("leak", 1, (spec,))
-    bars = real_bars("BTCUSDT", "1m").head(40)
+    bars = real_bars("BTCUSDT", "1m", 40)
 
     full = compute_features_batch(bars, feature_set, 60_000_000_000).get_column("leaky")
     cut = compute_features_batch(bars.head(30), feature_set, 60_000_000_000).get_column("leaky")

@@ -10,13 +10,11 @@ from qa_engine.errors import DataError
 from qa_engine.features.ticks import TickOfiStream
 from qa_engine.features.ticks import tick_ofi_by_interval
 from qa_engine.features.ticks import tick_ofi_events
-from tests.unit.features.conftest import TICKS
-from tests.unit.features.conftest import require_shared_data
+from tests.factories import tick_file
 
 
 def book_ticker(symbol: str) -> pl.DataFrame:
-    require_shared_data()
-    return pl.read_parquet(TICKS / f"binance_futures_{symbol}_bookticker_20240808.parquet")
+    return pl.read_parquet(tick_file(f"binance_futures_{symbol}_bookticker_20240808.parquet"))
 
 
 @pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT"])

@@ -51,7 +51,7 @@ def bars(close: list[float], volume: list[float] | None = None, spread: float = 
 
 
 def test_sma_5_equals_the_hand_computed_mean_of_five_real_closes() -> None:
-    frame = real_bars("BTCUSDT", "1m").head(5)
+    frame = real_bars("BTCUSDT", "1m", 5)
     closes = frame.get_column("close").to_list()  # 94,xxx.x closes of 2025-05-04
 
     batch, streaming = both(frame, sma_spec(5))
@@ -64,7 +64,7 @@ def test_sma_5_equals_the_hand_computed_mean_of_five_real_closes() -> None:
 
 def test_rsi_climbs_through_the_longest_real_run_of_rising_closes() -> None:
     # BTCUSDT 1m, 15 consecutive higher closes ending at row 20578 (found by scanning the file).
-    frame = real_bars("BTCUSDT", "1m").head(20579)
+    frame = real_bars("BTCUSDT", "1m", 20579)
     closes = frame.get_column("close").to_numpy()
     assert (np.diff(closes[-16:]) > 0).all()
 
@@ -85,7 +85,7 @@ def test_rsi_of_flat_prices_is_50_and_of_a_steady_rise_is_100() -> None:
 
 
 def test_bollinger_percent_b_is_half_in_a_flat_window_and_bands_match_population_std() -> None:
-    frame = real_bars("ETHUSDT", "1m").head(40)
+    frame = real_bars("ETHUSDT", "1m", 40)
     closes = frame.get_column("close").to_numpy()[-20:]
     flat = bars([2500.0] * 30)
 
@@ -99,7 +99,7 @@ def test_bollinger_percent_b_is_half_in_a_flat_window_and_bands_match_population
 
 
 def test_williams_r_and_mfi_stay_in_range_on_real_bars() -> None:
-    frame = real_bars("ETHUSDT", "5m").head(3000)
+    frame = real_bars("ETHUSDT", "5m", 3000)
 
     batch, _ = both(frame, williams_r_spec(14), mfi_spec("index"), interval="5m")
 
@@ -129,8 +129,8 @@ def test_mfi_by_hand_on_three_bars() -> None:
 
 
 def test_obv_slope_weights_reproduce_the_least_squares_slope_of_obv() -> None:
-    rng_volumes = real_bars("BTCUSDT", "1m").get_column("volume").to_numpy()[:20]
-    signs = np.sign(np.diff(real_bars("BTCUSDT", "1m").get_column("close").to_numpy()[:21]))
+    rng_volumes = real_bars("BTCUSDT", "1m", 20).get_column("volume").to_numpy()
+    signs = np.sign(np.diff(real_bars("BTCUSDT", "1m", 21).get_column("close").to_numpy()))
     signed = signs * rng_volumes
     obv = 1e6 + np.cumsum(signed)  # any starting value
 
@@ -204,7 +204,7 @@ def test_calendar_features_of_known_times() -> None:
 
 
 def test_log_return_over_five_real_bars() -> None:
-    frame = real_bars("ETHUSDT", "1m").head(10)
+    frame = real_bars("ETHUSDT", "1m", 10)
     closes = frame.get_column("close").to_numpy()
 
     batch, streaming = both(frame, log_return_spec(5))
@@ -222,7 +222,7 @@ def test_ffd_weights_match_the_binomial_series() -> None:
 
 
 def test_ffd_feature_is_the_weighted_sum_of_trailing_log_closes() -> None:
-    frame = real_bars("BTCUSDT", "5m").head(800)
+    frame = real_bars("BTCUSDT", "5m", 800)
     spec = ffd_spec(order=0.4)
     weights = ffd_weights(0.4, 1e-4)
     log_close = np.log(frame.get_column("close").to_numpy())

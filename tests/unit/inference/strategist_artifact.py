@@ -1,6 +1,6 @@
 """A tiny Strategist artifact for tests, trained once per test process on real bars.
 
-`train_strategist_from_config` on a few days of Bybit BTCUSDT 5m bars from ../shared/data (train
+`train_strategist_from_config` on a few days of Bybit BTCUSDT 5m bars from data/klines (train
 2025-02-01..02-06, validation ..02-08, test ..02-10), one epoch of 256 windows, a one-layer model
 with K = 8: about 4 s on one CPU thread. The model is nearly untrained (validation loss ~ ln 3): the
 tests that use it check plumbing and equalities, not skill. Its registered feature set is the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import shared_data_dir
+from tests.factories import research_klines
 
 FOLD = {
     "name": "tiny",
@@ -33,7 +33,7 @@ EPISODE_BARS = 64
 def strategist_train_config():
     from qa_engine.models.strategist_training import StrategistTrainConfig
 
-    klines = shared_data_dir() / "bybit_linear_BTCUSDT_5m.parquet"
+    klines = research_klines("bybit_linear_BTCUSDT_5m")
     return StrategistTrainConfig.model_validate(
         {
             "id": "tiny-strategist",

@@ -1,5 +1,6 @@
-"""Real-bar fixtures for the Oracle / shared-infrastructure tests: Binance USDT-M BTCUSDT 5m bars from
-../shared/data (see its PROVENANCE.md), a small real feature set, tiny folds and tiny models."""
+"""Real-bar fixtures for the Oracle / shared-infrastructure tests: Binance USDT-M BTCUSDT 5m bars (the
+research series data/klines/binance_futures_BTCUSDT_5m.parquet plus test slices, see tests/factories.py and
+the PROVENANCE.md files), a small real feature set, tiny folds and tiny models."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ from dataclasses import asdict
 from datetime import UTC
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 
 from qa_engine.features.io import interval_ns
 from qa_engine.features.io import load_kline_file
@@ -20,12 +19,11 @@ from qa_engine.features.spec import FeatureSet
 from qa_engine.models.data import DatasetConfig
 from qa_engine.models.data import FoldData
 from qa_engine.models.data import build_fold
+from tests.factories import real_bars
+from tests.factories import research_klines
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-if not SHARED_DATA.exists():  # a checkout elsewhere: fall back to the workspace's shared folder
-    SHARED_DATA = Path("/work/shared/data")
-BTC_5M = SHARED_DATA / "binance_futures_BTCUSDT_5m.parquet"
-ETH_5M = SHARED_DATA / "binance_futures_ETHUSDT_5m.parquet"
+BTC_SERIES = "binance_futures_BTCUSDT_5m"
+BTC_5M = research_klines(BTC_SERIES)  # 2024-12-31 00:00 .. 2026-02-19 16:55 (after the 230-day hole)
 STEP_NS = interval_ns("5m")
 SMALL_FEATURES = (
     "log_return_1",
@@ -37,16 +35,15 @@ SMALL_FEATURES = (
 
 
 @cache
-def all_bars(path: Path = BTC_5M) -> pl.DataFrame:
-    if not path.exists():
-        pytest.skip(f"real market data {path} is not present")
-    return load_kline_file(path, "5m")
+def all_bars() -> pl.DataFrame:
+    """Every bar of data/klines/binance_futures_BTCUSDT_5m.parquet, as a bar table."""
+    return load_kline_file(BTC_5M, "5m")
 
 
-def bars_from(start: str, count: int, path: Path = BTC_5M) -> pl.DataFrame:
-    """`count` consecutive real bars whose close time is at or after `start` (ISO, UTC)."""
+def bars_from(start: str, count: int, series: str = BTC_SERIES) -> pl.DataFrame:
+    """`count` consecutive real 5m bars of `series` whose close time is at or after `start` (ISO, UTC)."""
     start_ns = int(datetime.fromisoformat(start).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
-    return all_bars(path).filter(pl.col("ts") >= start_ns).head(count)
+    return real_bars(series, count, start=start_ns - STEP_NS)  # close >= start <=> open >= start - 5m
 
 
 @cache

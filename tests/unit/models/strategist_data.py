@@ -1,37 +1,35 @@
-"""Real-bar fixtures for the Strategist tests: Bybit BTCUSDT 5m bars from ../shared/data, their default
-features, and behaviour trajectories built from them (short episodes so a few thousand bars suffice)."""
+"""Real-bar fixtures for the Strategist tests: Bybit BTCUSDT 5m bars (data/klines, see tests/factories.py),
+their default features, and behaviour trajectories built from them (short episodes so a few thousand bars
+suffice)."""
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 
 from qa_engine.features.build import FeatureTable
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.io import interval_ns
-from qa_engine.features.io import load_kline_file
 from qa_engine.features.sets import default_feature_set
 from qa_engine.models.trajectories import TrajectoryConfig
 from qa_engine.models.trajectories import TrajectorySet
 from qa_engine.models.trajectories import build_trajectories
 from qa_engine.models.trajectories import state_transform_for
+from tests import factories
+from tests.factories import research_klines
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-if not SHARED_DATA.exists():
-    SHARED_DATA = Path("/work/shared/data")
+BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")
 STEP_NS = interval_ns("5m")
 
 
 @cache
-def real_bars(file_name: str = "bybit_linear_BTCUSDT_5m.parquet", rows: int = 3_000) -> pl.DataFrame:
-    path = SHARED_DATA / file_name
-    if not path.exists():
-        pytest.skip(f"real market data {path} is not present")
-    return load_kline_file(path, "5m").head(rows)
+def real_bars(
+    series: str = "bybit_linear_BTCUSDT_5m", rows: int = 3_000, start: str | None = None
+) -> pl.DataFrame:
+    """`rows` real 5m bars of `series` from its first bar (or the first opening at or after `start`)."""
+    return factories.real_bars(series, rows, start=start)
 
 
 @cache

@@ -2,7 +2,7 @@
 parity (torch and xgboost vs onnxruntime), the ensemble's agreement flag, naive forecasters, positions,
 the vectorised backtest, metrics, and one tiny end-to-end fold with its artifacts.
 
-Market data: Bybit linear BTCUSDT 5m bars from ../shared/data (real, see its PROVENANCE.md)."""
+Market data: Bybit linear BTCUSDT 5m bars from data/klines (real, see its PROVENANCE.md)."""
 
 from __future__ import annotations
 
@@ -50,11 +50,9 @@ from qa_engine.models.labels import class_weights
 from qa_engine.models.labels import forward_return_bps
 from qa_engine.models.labels import threshold_for_hold_share
 from qa_engine.models.labels import triple_class_labels
+from tests.factories import research_klines
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-if not SHARED_DATA.exists():
-    SHARED_DATA = Path("/work/shared/data")
-BYBIT_BTC_5M = SHARED_DATA / "bybit_linear_BTCUSDT_5m.parquet"
+BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")  # data/klines: real, gap-free, 2025-01-01 on
 STEP_NS = interval_ns("5m")
 WINDOW_BARS = 20
 SMALL_FEATURES = ("log_return_1", "log_return_5", "rsi_14", "realised_volatility_20", "time_of_day_sin")
@@ -76,8 +74,6 @@ def one_torch_thread():
 
 @cache
 def bybit_bars() -> pl.DataFrame:
-    if not BYBIT_BTC_5M.exists():
-        pytest.skip(f"real market data {BYBIT_BTC_5M} is not present")
     return load_kline_file(BYBIT_BTC_5M, "5m")
 
 

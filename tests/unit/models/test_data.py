@@ -1,4 +1,4 @@
-"""Windows, labels, folds and scaling on real bars (../shared/data)."""
+"""Windows, labels, folds and scaling on real bars (shipped slices, see tests/factories.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from qa_engine.models.data import load_source_bars
 from qa_engine.models.data import past_log_returns
 from qa_engine.models.data import to_ns
 from qa_engine.models.data import window_end_mask
+from tests.factories import real_klines
 from tests.unit.models.oracle_data import BTC_5M
-from tests.unit.models.oracle_data import ETH_5M
 from tests.unit.models.oracle_data import STEP_NS
 from tests.unit.models.oracle_data import bars_from
 from tests.unit.models.oracle_data import small_feature_set
@@ -114,16 +114,18 @@ def test_windows_on_the_real_2024_gap_stay_on_one_side() -> None:
     assert not np.any((all_ends < gap_start) & (all_ends + 6 * STEP_NS >= gap_start))
 
 
-def test_two_symbols_never_share_a_window() -> None:
+def test_two_symbols_never_share_a_window(tmp_path) -> None:
     btc = bars_from("2025-03-01T00:00:00", 1_200)
-    eth = bars_from("2025-03-01T00:00:00", 1_200, path=ETH_5M)
+    eth = bars_from("2025-03-01T00:00:00", 1_200, series="binance_futures_ETHUSDT_5m")
+    eth_klines = tmp_path / "binance_futures_ETHUSDT_5m.parquet"  # the same real bars as a kline file
+    real_klines("binance_futures_ETHUSDT_5m", 1_200, start="2025-02-28T23:55").write_parquet(eth_klines)
     config = tiny_config(btc)
     config = DatasetConfig.model_validate(
         {
             **config.model_dump(),
             "sources": [
                 {"symbol": "BTCUSDT", "klines": str(BTC_5M)},
-                {"symbol": "ETHUSDT", "klines": str(ETH_5M)},
+                {"symbol": "ETHUSDT", "klines": str(eth_klines)},
             ],
         }
     )

@@ -26,7 +26,7 @@ from qa_engine.models.strategist_training import strategist_loss
 from qa_engine.models.strategist_training import train_strategist
 from qa_engine.models.strategist_training import train_strategist_from_config
 from qa_engine.models.trajectories import TrajectoryConfig
-from tests.unit.models.strategist_data import SHARED_DATA
+from tests.unit.models.strategist_data import BYBIT_BTC_5M
 from tests.unit.models.strategist_data import STEP_NS
 from tests.unit.models.strategist_data import real_features
 from tests.unit.models.strategist_data import real_trajectories
@@ -272,9 +272,7 @@ def test_a_run_config_trains_exports_and_evaluates_on_the_later_test_range(tmp_p
     config = StrategistTrainConfig.model_validate(
         {
             "data": {
-                "sources": [
-                    {"symbol": "BTCUSDT", "klines": str(SHARED_DATA / "bybit_linear_BTCUSDT_5m.parquet")}
-                ],
+                "sources": [{"symbol": "BTCUSDT", "klines": str(BYBIT_BTC_5M)}],
                 "interval": "5m",
                 "history_bars": 400,
                 "folds": [fold.model_dump()],

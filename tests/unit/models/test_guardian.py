@@ -1,7 +1,7 @@
 """Guardian: contrastive VAE shapes and learning, window causality, augmentations, regimes (training fold
 only, deterministic labels, risk scales, persistence), ONNX parity, and regime statistics.
 
-Data-driven tests use real Bybit linear BTCUSDT 5m bars from ../shared/data (PROVENANCE.md); random
+Data-driven tests use real Bybit linear BTCUSDT 5m bars from data/klines (PROVENANCE.md); random
 tensors appear only in shape and property tests, and hand-made label sequences in the statistics tests.
 """
 
@@ -50,13 +50,11 @@ from qa_engine.models.guardian_stats import plot_regimes
 from qa_engine.models.guardian_stats import regime_statistics
 from qa_engine.models.guardian_stats import run_lengths
 from qa_engine.models.guardian_stats import transition_matrix
+from tests.factories import research_klines
 from tests.unit.models.guardian_data import TINY
 from tests.unit.models.guardian_data import TINY_TRAINER
 
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-if not SHARED_DATA.exists():
-    SHARED_DATA = Path("/work/shared/data")
-BYBIT_BTC_5M = SHARED_DATA / "bybit_linear_BTCUSDT_5m.parquet"
+BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")  # data/klines: real, gap-free, 2025-01-01 on
 STEP_NS = interval_ns("5m")
 
 
@@ -79,8 +77,6 @@ def one_torch_thread():
 
 @cache
 def real_bars() -> pl.DataFrame:
-    if not BYBIT_BTC_5M.exists():
-        pytest.skip(f"real market data {BYBIT_BTC_5M} is not present")
     return load_kline_file(BYBIT_BTC_5M, "5m")
 
 

@@ -1,5 +1,5 @@
 """`qa train all` end to end on a tiny config: Guardian -> Oracle -> Strategist -> evaluation on two
-weeks of real Binance USD-M BTCUSDT 5m bars (../shared/data, PROVENANCE.md), 1 epoch, tiny models.
+weeks of real Binance USD-M BTCUSDT 5m bars (data/klines, PROVENANCE.md), 1 epoch, tiny models.
 Also the single-stage commands, `--stages evaluation` on an earlier run, and how failures are reported.
 
 One module-scoped run of the whole pipeline (~30 s on the shared 2-core machine) feeds most tests.
@@ -107,8 +107,6 @@ def write_tiny_configs(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """One `qa train all` over the tiny configs, through typer's CliRunner."""
-    if not BTC_5M.exists():
-        pytest.skip(f"real market data {BTC_5M} is not present")
     folder = tmp_path_factory.mktemp("trinity")
     trinity = write_tiny_configs(folder / "configs")
     result = CliRunner().invoke(app, ["train", "all", "--config", str(trinity), "--out", str(folder / "run")])
