@@ -58,6 +58,7 @@ class TargetPositionStrategy(Strategy):
         self._indicators: list[Indicator] = []
         self.last_decision: Decision | None = None
         self._held_fraction: float | None = None  # target fraction of the position now held
+        self._warm = False  # every indicator initialized
 
     # --- hooks for plug-in authors -------------------------------------------------------------
 
@@ -77,13 +78,18 @@ class TargetPositionStrategy(Strategy):
             stop_after_start(self, "plugin")
             return
         self._indicators = self._guarded("indicators", self.indicators) or []
+        self._warm = False
         for indicator in self._indicators:
             self.register_indicator_for_bars(self.config.bar_type, indicator)
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
-        if self.plugin_errors or not all(indicator.initialized for indicator in self._indicators):
+        if self.plugin_errors:
             return
+        if not self._warm:  # indicators stay initialized once they are (until a reset and restart)
+            if not all(indicator.initialized for indicator in self._indicators):
+                return
+            self._warm = True
         if self.has_pending_orders():
             return
         decision = self._guarded("decide", self.decide, bar)
@@ -119,10 +125,11 @@ class TargetPositionStrategy(Strategy):
 
     def has_pending_orders(self) -> bool:
         """An order sent but not yet filled: wait for it instead of sending another."""
+        # Positional (venue, instrument_id): the cheaper call of these per-bar Cython queries.
         instrument_id = self.config.instrument_id
         return bool(
-            self.cache.orders_inflight_count(venue=None, instrument_id=instrument_id)
-            or self.cache.orders_open_count(venue=None, instrument_id=instrument_id),
+            self.cache.orders_inflight_count(None, instrument_id)
+            or self.cache.orders_open_count(None, instrument_id),
         )
 
     def signed_position_quantity(self) -> Decimal:

@@ -1,7 +1,7 @@
 """RunRecorderActor: records fills, round trips and the equity curve as they happen.
 
 Reports are built from these records, never from what Nautilus' Cache holds at the end: long runs
-purge closed orders from the Cache to stay linear (1.221's per-fill cache queries scan every order
+purge closed orders from the Cache to stay linear (Nautilus' per-fill cache queries scan every order
 of the instrument), and this actor does that purge every `purge_closed_orders_every_bars` bars.
 The same actor runs in live trading, where the Cache is purged by the node.
 """
@@ -46,13 +46,19 @@ class RunRecorderActor(Actor):
         self._last_close_float: dict[str, float] = {}
         self._open_float: dict[str, tuple[float, float, float]] = {}  # signed qty, avg price, multiplier
         self._order_tags: dict[str, str] = {}  # client order id -> "SIGNAL|confidence|reasoning"
-        self._balance_float: float | None = None
+        self._balance_float: float | None = None  # None: re-read from the accounts at the next bar
         # Per instrument: cash flows of its fills (-signed qty * price * multiplier - fee), so that its
         # pnl at a bar close is cash + signed qty * close * multiplier (rows: ts, instrument, pnl).
         self._cash_float: dict[str, float] = {}
-        self.instrument_pnl_rows: list[
-            tuple[int, str, float]
-        ] = []  # None: re-read from the accounts at the next bar
+        # Rows (ts, instrument, pnl) are only read for runs of several bar series (per-instrument
+        # statistics, qa_engine.reporting.report.per_instrument_metrics), so only kept for those.
+        self.instrument_pnl_rows: list[tuple[int, str, float]] = []
+        self._per_instrument_rows = len(config.bar_types) > 1
+        # One bar series: every bar is of the same instrument, no need to read it off each bar.
+        self._only_instrument = (
+            BarType.from_str(config.bar_types[0]).instrument_id.value if len(config.bar_types) == 1 else None
+        )
+        self._purge_every = config.purge_closed_orders_every_bars
 
     def on_start(self) -> None:
         for bar_type in self.config.bar_types:
@@ -122,26 +128,30 @@ class RunRecorderActor(Actor):
         )
 
     def on_bar(self, bar: Bar) -> None:
-        instrument_id = bar.bar_type.instrument_id.value
-        self._last_close[instrument_id] = bar.close
-        self._last_close_float[instrument_id] = bar.close.as_double()
+        # The hot path of every run (once per bar): each Bar property access builds a new object.
+        instrument_id = self._only_instrument or bar.bar_type.instrument_id.value
+        close_price = bar.close
+        close = close_price.as_double()
+        self._last_close[instrument_id] = close_price
+        self._last_close_float[instrument_id] = close
+        ts_event = bar.ts_event
         unrealised = 0.0
         notional = 0.0
         for open_id, (quantity, average_price, multiplier) in self._open_float.items():
-            close = self._last_close_float.get(open_id, average_price)
-            unrealised += (close - average_price) * quantity * multiplier
-            notional += abs(quantity) * close * multiplier
+            open_close = self._last_close_float.get(open_id, average_price)
+            unrealised += (open_close - average_price) * quantity * multiplier
+            notional += abs(quantity) * open_close * multiplier
         if self._balance_float is None:
             self._balance_float = self._account_balance_float()
-        equity = self._balance_float + unrealised
-        self.equity_rows.append((bar.ts_event, equity, notional))
-        position = self._open_float.get(instrument_id)
-        held_value = position[0] * self._last_close_float[instrument_id] * position[2] if position else 0.0
-        self.instrument_pnl_rows.append(
-            (bar.ts_event, instrument_id, self._cash_float.get(instrument_id, 0.0) + held_value),
-        )
+        self.equity_rows.append((ts_event, self._balance_float + unrealised, notional))
+        if self._per_instrument_rows:
+            position = self._open_float.get(instrument_id)
+            held_value = position[0] * close * position[2] if position else 0.0
+            self.instrument_pnl_rows.append(
+                (ts_event, instrument_id, self._cash_float.get(instrument_id, 0.0) + held_value),
+            )
         self.bars_seen += 1
-        every = self.config.purge_closed_orders_every_bars
+        every = self._purge_every
         if every and self.bars_seen % every == 0:
             self.cache.purge_closed_orders(self.clock.timestamp_ns(), 0)
 

@@ -43,6 +43,24 @@ def default_run_dir(config: BacktestConfig, now: datetime | None = None) -> Path
     return config.output.directory / f"{stamp}_{config.id}"
 
 
+def _ignore_trade(*_args, **_kwargs) -> None:
+    return None
+
+
+def skip_per_trade_analysis(engine: BacktestEngine) -> None:
+    """Stop the Portfolio from feeding every closed position to Nautilus' PortfolioAnalyzer.
+
+    Since 1.231 the Portfolio calls `analyzer.record_trade` on each closed position during the run
+    (1.221 did not), and each call concatenates a one-row pandas Series onto the series of all earlier
+    trades: quadratic in the number of trades, whether or not the engine's `run_analysis` is on. This
+    project's statistics are its own (qa_engine.reporting, from the RunRecorderActor's records) and
+    the runner sets run_analysis=False, so nothing reads those series; orders, fills, positions and
+    accounts are untouched. A no-op where the analyzer has no `record_trade` (1.221)."""
+    analyzer = getattr(engine.portfolio, "analyzer", None)
+    if analyzer is not None and hasattr(analyzer, "record_trade"):
+        analyzer.record_trade = _ignore_trade
+
+
 def run_backtest(
     config: BacktestConfig,
     run_dir: Path | None = None,
@@ -59,6 +77,10 @@ def run_backtest(
     node = BacktestNode(configs=[run_config])
     try:
         try:
+            node.build()
+            built = node.get_engine(run_config.id)
+            if built is not None and not run_config.engine.run_analysis:
+                skip_per_trade_analysis(built)
             node.run()
         except Exception as exc:
             raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc
