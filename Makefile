@@ -16,6 +16,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 TORCH_INDEX_URL ?=
+TORCH_SPEC := torch>=2.4,<2.15# the same range as pyproject.toml's train extra
 
 define FIND_PYTHON
 for candidate in python$(PYTHON_VERSION) python3 python; do \
@@ -56,7 +57,7 @@ $(RUN_STAMP): pyproject.toml | venv
 
 # Tests and training: the dev and train extras (torch included).
 $(DEV_STAMP): pyproject.toml | venv
-	@if [ -n "$(TORCH_INDEX_URL)" ]; then $(PIP) install --quiet torch --index-url $(TORCH_INDEX_URL); fi
+	@if [ -n "$(TORCH_INDEX_URL)" ]; then $(PIP) install --quiet "$(TORCH_SPEC)" --index-url $(TORCH_INDEX_URL); fi
 	$(PIP) install --quiet -e ".[dev,train]"
 	@touch $@ $(RUN_STAMP)
 

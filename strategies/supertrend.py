@@ -21,7 +21,7 @@ class SuperTrendStrategyConfig(TargetPositionStrategyConfig, frozen=True):
 
 class SuperTrendBands:
     """The SuperTrend recursion (final bands ratchet toward price; the trend flips on a close through
-    the opposite band). Hand-written: Nautilus 1.221 has ATR but no SuperTrend indicator."""
+    the opposite band). Hand-written: Nautilus 1.231 has ATR but no SuperTrend indicator."""
 
     def __init__(self, multiplier: float) -> None:
         self.multiplier = multiplier

@@ -198,7 +198,7 @@ SIGNALS_CLIENT_ID = "SIGNALS"  # the backtest data client that carries replayed 
 def signal_data_configs(config: BacktestConfig) -> list[BacktestDataConfig]:
     """One BacktestDataConfig per `data.signals` entry, checked against the catalog now.
 
-    Nautilus 1.221 (backtest/node.py, persistence/catalog/parquet.py) queries custom data with the
+    Nautilus 1.231 (backtest/node.py, persistence/catalog/parquet.py) queries custom data with the
     config's `filter_expr`, wraps every record as CustomData(DataType(cls, metadata=<the config's
     metadata>)) and adds it to the engine under `client_id`; the data engine then publishes the record
     on `data.<DataType.topic>`, the topic the actors publish on: DataType(cls, metadata=

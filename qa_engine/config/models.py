@@ -70,7 +70,7 @@ class VenueConfig(_Model):
     # With bar data the matching engine only sees a bar's close: an order that arrives any time after
     # a bar closed (latency > 0) waits for the NEXT bar and fills at that bar's close, five minutes
     # late on 5m bars. Latency 0 fills at the signal bar's close, which on 24/7 perpetual data equals
-    # the next bar's open. Nautilus 1.221's own default is 1 s, so the value is always set here.
+    # the next bar's open. Nautilus' own default (1.231, LatencyModelConfig) is 1 s, so the value is always set here.
     latency_ms: float = Field(
         0.0, ge=0, description="order latency in ms; with bar data, > 0 delays fills to the next bar's close"
     )

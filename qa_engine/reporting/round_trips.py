@@ -6,7 +6,7 @@ with the remainder. Entry fees are carried with the open quantity and released p
 closed, so `net_pnl = gross_pnl - fees` of every round trip, and the sum over round trips plus the
 open position's net pnl equals the account's change in equity.
 
-Hand-written: Nautilus 1.221's NETTING positions keep one id across flips, so their statistics are
+Hand-written: Nautilus' NETTING positions (1.221 and 1.231) keep one id across flips, so their statistics are
 per position, not per round trip; no library does this bookkeeping on our fill records.
 """
 
