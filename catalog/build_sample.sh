@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Re-creates the committed sample catalog (catalog/data) from the real kline files named in
 # catalog/README.md (Provenance), with the same `qa catalog ingest` command users run.
-# Usage (from anywhere): catalog/build_sample.sh KLINES_DIR   (QA=/path/to/qa overrides the command)
-# KLINES_DIR holds bybit_linear_BTCUSDT_5m.parquet, bybit_linear_ETHUSDT_5m.parquet and
-# binance_futures_BTCUSDT_1m.parquet (ts_open + OHLCV, the schema qa catalog ingest reads).
+# Usage (from anywhere): catalog/build_sample.sh KLINES_DIR [FUNDING_DIR]   (QA=/path/to/qa overrides
+# the command). KLINES_DIR holds bybit_linear_BTCUSDT_5m.parquet, bybit_linear_ETHUSDT_5m.parquet and
+# binance_futures_BTCUSDT_1m.parquet (ts_open + OHLCV, the schema qa catalog ingest reads); FUNDING_DIR
+# (default: the repository's data/funding) the funding-rate files of the same instruments.
 set -euo pipefail
-if [ $# -ne 1 ] || [ ! -d "$1" ]; then
-    echo "usage: catalog/build_sample.sh KLINES_DIR  (the folder of the kline files in catalog/README.md)" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -d "$1" ]; then
+    echo "usage: catalog/build_sample.sh KLINES_DIR [FUNDING_DIR]  (see catalog/README.md)" >&2
     exit 2
 fi
 SOURCE=$(cd "$1" && pwd)
 cd "$(dirname "$0")/.."
+FUNDING=$(cd "${2:-data/funding}" && pwd)
 QA="${QA:-.venv/bin/qa}"
 
 rm -rf catalog/data catalog/.staging
@@ -25,6 +27,15 @@ rm -rf catalog/data catalog/.staging
 # so bar close 2025-05-05 00:01 -> 2025-06-04 00:00).
 "$QA" catalog ingest "$SOURCE/binance_futures_BTCUSDT_1m.parquet" --venue binance-futures --symbol BTCUSDT \
     --interval 1m --start 2025-05-05 --end 2025-06-03 --strict --catalog catalog
+
+# Funding rates of the same instruments over the same days (8 h settlements; the run range's last bar
+# closes at 00:00 of the day after, a funding time, so that day is included).
+"$QA" catalog ingest-funding "$FUNDING/bybit_linear_BTCUSDT_funding.parquet" --venue bybit-linear \
+    --symbol BTCUSDT --start 2025-01-01 --end 2025-02-01 --catalog catalog
+"$QA" catalog ingest-funding "$FUNDING/bybit_linear_ETHUSDT_funding.parquet" --venue bybit-linear \
+    --symbol ETHUSDT --start 2025-01-01 --end 2025-02-01 --catalog catalog
+"$QA" catalog ingest-funding "$FUNDING/binance_futures_BTCUSDT_funding.parquet" --venue binance-futures \
+    --symbol BTCUSDT --start 2025-05-05 --end 2025-06-04 --catalog catalog
 
 rm -rf catalog/.staging  # the writer's lock and stage folder; nothing to commit
 "$QA" catalog list --catalog catalog

@@ -11,6 +11,11 @@ a time (no new order while one is in flight), and the Decision's signal, confide
 tagged onto the order (the run's fills.csv shows them). `confidence_threshold_pct` ignores decisions
 below it.
 
+Margin, as the venue checks it: an order that adds exposure beyond what the free margin covers at the
+account's leverage (initial margin = notional / leverage) is denied before it is sent, like Bybit's
+retCode 110007; the strategy receives an OrderDenied (`on_order_denied`), the run's report counts it.
+Nautilus' own RiskEngine does no margin check for margin accounts (qa_engine/risk/margin.py).
+
 The boundary: an exception raised by `decide` or `indicators` is caught, logged with the plug-in's
 name, recorded in `plugin_errors`, and the strategy stops; the backtest then fails with a clear
 PluginError naming the plug-in instead of a traceback from inside the engine.
@@ -23,14 +28,18 @@ from decimal import Decimal
 from nautilus_trader.config import NonNegativeFloat
 from nautilus_trader.config import PositiveFloat
 from nautilus_trader.config import StrategyConfig
+from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.indicators import Indicator
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.enums import PriceType
+from nautilus_trader.model.events import OrderDenied
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.trading.strategy import Strategy
 
 from qa_engine.lifecycle import stop_after_start
+from qa_engine.risk.margin import check_initial_margin
 from qa_engine.risk.sizing import quantity_for_notional
 from qa_engine.signals import Decision
 
@@ -59,6 +68,7 @@ class TargetPositionStrategy(Strategy):
         self.last_decision: Decision | None = None
         self._held_fraction: float | None = None  # target fraction of the position now held
         self._warm = False  # every indicator initialized
+        self.margin_denials: list[str] = []
 
     # --- hooks for plug-in authors -------------------------------------------------------------
 
@@ -171,4 +181,67 @@ class TargetPositionStrategy(Strategy):
             quantity=self.instrument.make_qty(abs(delta)),
             tags=[f"{decision.signal}|{decision.confidence_pct:.0f}|{decision.reasoning}"],
         )
+        price = (
+            Decimal(str(self.cache.bar(self.config.bar_type).close))
+            if self.cache.bar(self.config.bar_type)
+            else None
+        )
+        denial = self.margin_denial(delta, price) if price is not None else None
+        if denial is not None:
+            self.deny(order, denial)
+            self._held_fraction = None  # try again on the next decision
+            return
         self.submit_order(order)
+
+    def margin_denial(self, order_signed_quantity: Decimal, price: Decimal) -> str | None:
+        """The venue's initial-margin check of an order of `order_signed_quantity` at `price`: the
+        denial reason, or None when it passes (orders that do not add exposure always pass)."""
+        venue = self.config.instrument_id.venue
+        account = self.portfolio.account(venue)
+        if account is None or not account.is_margin_account:
+            return None
+        leverage = Decimal(str(account.leverage(self.config.instrument_id) or account.default_leverage))
+        own = self.config.instrument_id.value
+        exposures = {own: (self.signed_position_quantity(), price * self.instrument.multiplier.as_decimal())}
+        equity = self.equity(price)
+        for position in self.cache.positions_open(venue=venue):
+            other = position.instrument_id
+            if other.value == own:
+                continue
+            instrument = self.cache.instrument(other)
+            last = self.cache.price(other, PriceType.LAST) or position.avg_px_open
+            unit = Decimal(str(last)) * instrument.multiplier.as_decimal()
+            held, _ = exposures.get(other.value, (Decimal(0), unit))
+            exposures[other.value] = (held + position.signed_decimal_qty(), unit)
+            unrealised = self.portfolio.unrealized_pnl(other)
+            equity += unrealised.as_decimal() if unrealised is not None else Decimal(0)
+        check = check_initial_margin(
+            equity=equity,
+            leverage=leverage,
+            exposures=exposures,
+            instrument_id=own,
+            order_signed_quantity=order_signed_quantity,
+        )
+        if check is None or not check.denied:
+            return None
+        return check.reason(self.instrument.settlement_currency.code)
+
+    def deny(self, order, reason: str) -> None:
+        """Deny `order` before it is sent, as Nautilus' own Strategy._deny_order does (cdef, not callable
+        from Python): the order is cached, moves to DENIED, and OrderDenied goes out on the bus."""
+        self.margin_denials.append(reason)
+        self.log.warning(f"order {order.client_order_id} denied: {reason}")
+        if not self.cache.order_exists(order.client_order_id):
+            self.cache.add_order(order)
+        event = OrderDenied(
+            trader_id=order.trader_id,
+            strategy_id=order.strategy_id,
+            instrument_id=order.instrument_id,
+            client_order_id=order.client_order_id,
+            reason=reason,
+            event_id=UUID4(),
+            ts_init=self.clock.timestamp_ns(),
+        )
+        order.apply(event)
+        self.cache.update_order(order)
+        self.msgbus.publish(topic=f"events.order.{order.strategy_id}", msg=event)

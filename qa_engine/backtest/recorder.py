@@ -8,17 +8,23 @@ The same actor runs in live trading, where the Cache is purged by the node.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
+from nautilus_trader.model.events import OrderDenied
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.events import OrderInitialized
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Price
 
+from qa_engine.backtest.funding import FUNDING_TOPIC
+from qa_engine.backtest.funding import FundingPayment
+from qa_engine.backtest.liquidation import LIQUIDATION_TOPIC
+from qa_engine.backtest.liquidation import Liquidation
 from qa_engine.reporting.round_trips import Fill
 from qa_engine.reporting.round_trips import RoundTrip
 from qa_engine.reporting.round_trips import RoundTripBook
@@ -40,6 +46,11 @@ class RunRecorderActor(Actor):
         # close time are collapsed to the last row when the report is built.
         self.equity_rows: list[tuple[int, float, float]] = []
         self.fees_paid = Decimal(0)
+        self.funding_total = Decimal(0)  # received (> 0) or paid (< 0) at funding settlements
+        self.funding_payments: list[FundingPayment] = []
+        self.liquidations: list[Liquidation] = []
+        self.liquidation_fees = Decimal(0)
+        self.denied_orders: list[dict] = []  # OrderDenied before reaching the venue (e.g. margin)
         self.bars_seen = 0
         self._last_close: dict[str, Price] = {}
         # Per-bar marks use floats (the hot path); the final equity and the reconciliation use Decimal.
@@ -64,18 +75,54 @@ class RunRecorderActor(Actor):
         for bar_type in self.config.bar_types:
             self.subscribe_bars(BarType.from_str(bar_type))
         self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
+        self.msgbus.subscribe(topic=f"{FUNDING_TOPIC}.*", handler=self._on_funding)
+        self.msgbus.subscribe(topic=f"{LIQUIDATION_TOPIC}.*", handler=self._on_liquidation)
 
     def on_stop(self) -> None:
         """Records stay in memory for the runner to read; nothing to release here."""
 
     def _account_balance_float(self) -> float:
-        # Re-read after fills only: 1.221's backtest publishes no account events on the message bus.
+        # Re-read only after what moves a balance here (fills, funding), not on every bar.
         return float(self.balance())
+
+    def _on_funding(self, payment: FundingPayment) -> None:
+        self.funding_payments.append(payment)
+        self.funding_total += payment.amount
+        self.book.on_funding(payment.instrument_id, payment.amount)
+        self._cash_float[payment.instrument_id] = self._cash_float.get(payment.instrument_id, 0.0) + float(
+            payment.amount
+        )
+        self._balance_float = None
+
+    def _on_liquidation(self, record: Liquidation) -> None:
+        """The liquidation fee (booked after the closing fill) belongs to the round trip it closed."""
+        self.liquidations.append(record)
+        fee = record.liquidation_fee
+        self.liquidation_fees += fee
+        self._cash_float[record.instrument_id] = self._cash_float.get(record.instrument_id, 0.0) - float(fee)
+        self._balance_float = None
+        for index in range(len(self.round_trips) - 1, -1, -1):
+            trip = self.round_trips[index]
+            if trip.instrument_id == record.instrument_id and trip.exit_ts_ns == record.ts_ns:
+                self.round_trips[index] = dataclasses.replace(
+                    trip, fees=trip.fees + fee, net_pnl=trip.net_pnl - fee
+                )
+                break
 
     def _on_order_event(self, event) -> None:
         if isinstance(event, OrderInitialized):
             if event.tags:
                 self._order_tags[event.client_order_id.value] = event.tags[0]
+            return
+        if isinstance(event, OrderDenied):
+            self.denied_orders.append(
+                {
+                    "ts_ns": event.ts_init,
+                    "instrument_id": str(event.instrument_id),
+                    "client_order_id": str(event.client_order_id),
+                    "reason": event.reason,
+                }
+            )
             return
         if not isinstance(event, OrderFilled):
             return
@@ -123,9 +170,16 @@ class RunRecorderActor(Actor):
                 "fee_currency": event.commission.currency.code,
                 "liquidity_side": "MAKER" if event.liquidity_side == 1 else "TAKER",
                 "position_after": str(self.book.signed_quantity(instrument_id)),
-                **_decision_columns(self._order_tags.get(event.client_order_id.value)),
+                **_decision_columns(self._order_tag(event.client_order_id)),
             },
         )
+
+    def _order_tag(self, client_order_id) -> str | None:
+        tag = self._order_tags.get(client_order_id.value)
+        if tag is None:  # an order the venue made (a liquidation) has no OrderInitialized on the bus
+            order = self.cache.order(client_order_id)
+            tag = order.tags[0] if order is not None and order.tags else None
+        return tag
 
     def on_bar(self, bar: Bar) -> None:
         # The hot path of every run (once per bar): each Bar property access builds a new object.

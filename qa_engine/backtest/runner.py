@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from nautilus_trader.backtest.node import BacktestNode
 
 from qa_engine.backtest.recorder import RunRecorderActor
 from qa_engine.config.build import build_backtest_run_config
+from qa_engine.config.build import funding_plan
 from qa_engine.config.loader import dump_toml
 from qa_engine.config.models import BacktestConfig
 from qa_engine.errors import ConfigError
@@ -69,10 +71,19 @@ def run_backtest(
     """Run, report, write the run folder. `inspect(engine)` is called before the engine is disposed
     (tests and research read actors' in-memory state there)."""
     run_dir = run_dir or default_run_dir(config)
+    run_config = build_backtest_run_config(config, run_dir=run_dir)  # refuses before anything is written
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_toml(config), encoding="utf-8")
-    run_config = build_backtest_run_config(config, run_dir=run_dir)
+    try:
+        return _run(config, run_config, run_dir, inspect)
+    except ConfigError:
+        if created:  # refused (e.g. an actor refused its artifact at start): leave no run folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
+
+def _run(config: BacktestConfig, run_config, run_dir: Path, inspect) -> BacktestOutcome:
     started = time.perf_counter()
     node = BacktestNode(configs=[run_config])
     try:
@@ -94,7 +105,7 @@ def run_backtest(
         if plugin_errors:
             raise PluginError("; ".join(plugin_errors))
         recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))
-        report = build_report(config, recorder)
+        report = build_report(config, recorder, funding_plan(config))
         if inspect is not None:
             inspect(engine)
         bars = recorder.bars_seen

@@ -90,6 +90,52 @@ def compare_command(
     stdout_console.print(f"run folder: {comparison.run_dir}")
 
 
+def _funding_line(funding: dict) -> str:
+    if not funding["settled"]:
+        reasons = [f"{name}: {why.split(' (')[0]}" for name, why in funding["not_settled"].items()]
+        return f"NOT simulated ({'; '.join(reasons) or 'no perpetual in the run'})"
+    line = f"{funding['total']:+,.2f} over {funding['settlements']} settlements (> 0: received)"
+    if funding["not_settled"]:
+        line += f"; not simulated for {', '.join(funding['not_settled'])}"
+    return line
+
+
+def _venue_lines(simulation: dict) -> list[tuple[str, str]]:
+    lines = []
+    for name, venue in simulation["venues"].items():
+        rates = ", ".join(
+            f"{i.split('.')[0]} {float(r['rate']) * 100:.2f}%"
+            for i, r in venue["maintenance_margin_rates"].items()
+        )
+        lines.append(
+            (
+                f"venue model {name}",
+                f"{venue['leverage']:g}x, slippage {venue['slippage_bps_market_orders']:g} bp on market "
+                "orders, "
+                + (
+                    f"liquidation at maintenance margin ({rates})"
+                    if venue["liquidation"]
+                    else "no liquidation"
+                ),
+            )
+        )
+    liquidations = simulation["liquidations"]
+    lines.append(
+        (
+            "liquidations",
+            "none"
+            if not liquidations
+            else f"{len(liquidations)} (first {liquidations[0]['ts']} {liquidations[0]['side']} "
+            f"{liquidations[0]['instrument_id']} at {liquidations[0]['fill_price']}), "
+            f"liquidation fees {simulation['liquidation_fees']:,.2f}",
+        )
+    )
+    denied = simulation["orders_denied"]
+    if denied:
+        lines.append(("orders denied", f"{denied} (first: {simulation['orders_denied_first'][0]['reason']})"))
+    return lines
+
+
 def print_summary(outcome) -> None:
     metrics = outcome.report.metrics
     reconciliation = outcome.report.reconciliation
@@ -122,12 +168,17 @@ def print_summary(outcome) -> None:
             (f"fee rates {instrument_id}", rates.describe())
             for instrument_id, rates in outcome.report.fee_rates.items()
         ),
+        ("funding", _funding_line(outcome.report.funding)),
+        *_venue_lines(outcome.report.venue_simulation),
         ("rating", str(metrics.rating)),
         (
             "reconciliation",
-            "balanced to the cent"
-            if reconciliation.balanced_to_the_cent
-            else f"OFF by {reconciliation.difference}",
+            (
+                "balanced to the cent"
+                if reconciliation.balanced_to_the_cent
+                else f"OFF by {reconciliation.difference}"
+            )
+            + f" (fees {-reconciliation.fees:,.2f}, funding {reconciliation.funding:+,.2f})",
         ),
         (
             "bars / wall time",

@@ -24,18 +24,23 @@ from nautilus_trader.backtest.config import BacktestVenueConfig
 from nautilus_trader.backtest.config import ImportableFeeModelConfig
 from nautilus_trader.backtest.config import ImportableFillModelConfig
 from nautilus_trader.backtest.config import ImportableLatencyModelConfig
+from nautilus_trader.backtest.config import MarginModelConfig
 from nautilus_trader.config import ImportableActorConfig
 from nautilus_trader.config import ImportableStrategyConfig
 from nautilus_trader.config import LoggingConfig
 from nautilus_trader.config import RiskEngineConfig
 from nautilus_trader.model.data import Bar
+from nautilus_trader.model.instruments import CryptoPerpetual
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import ComponentConfig
 from qa_engine.errors import ConfigError
+from qa_engine.logging import get_logger
 from qa_engine.plugins import import_object
 from qa_engine.plugins import resolve_component_path
+
+log = get_logger(__name__)
 
 RECORDER_PATH = "qa_engine.backtest.recorder:RunRecorderActor"
 RECORDER_CONFIG_PATH = "qa_engine.backtest.recorder:RunRecorderConfig"
@@ -144,7 +149,61 @@ def _stamp(nanos: int) -> str:
     return f"{pd.Timestamp(nanos, tz='UTC'):%Y-%m-%d %H:%M}"
 
 
-def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
+FUNDING_INTERVAL_NS = 8 * 3_600 * 1_000_000_000  # the venues' funding period (Bybit, Binance: 8 h)
+
+
+@dataclass(frozen=True)
+class FundingPlan:
+    """Which perpetuals of the run have their funding settled, and why the others have not."""
+
+    settled: dict[str, str]  # instrument id -> the span of funding times in the run (text)
+    not_settled: dict[str, str]  # instrument id -> why
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settled": self.settled, "not_settled": self.not_settled}
+
+
+def funding_plan(config: BacktestConfig) -> FundingPlan:
+    """Per perpetual of the run's bar series: are there funding rates in the catalog over the run range?
+
+    A series that covers only part of the range is settled where it exists; the gap is named."""
+    from qa_engine.data.funding import read_funding_table
+
+    catalog = ParquetDataCatalog(str(config.data.catalog))
+    venues = {venue.name: venue for venue in config.venues}
+    start_ns, end_ns = pd.Timestamp(config.data.start).value, pd.Timestamp(config.data.end).value
+    settled, not_settled = {}, {}
+    for instrument_id in dict.fromkeys(bars.instrument_id for bars in config.data.bars):
+        instruments = catalog.instruments(instrument_ids=[instrument_id])
+        if not instruments or not isinstance(instruments[0], CryptoPerpetual):
+            continue  # funding is a perpetual's
+        if not venues[instrument_id.rsplit(".", 1)[1]].simulate_funding:
+            not_settled[instrument_id] = "off in the run config (simulate_funding = false)"
+            continue
+        table = read_funding_table(config.data.catalog, instrument_id)
+        ts = [] if table is None else table.column("ts_event").to_pylist()
+        inside = [t for t in ts if start_ns <= t <= end_ns]
+        if not inside:
+            held = f"it holds {_stamp(ts[0])} -> {_stamp(ts[-1])}" if ts else "it holds none"
+            not_settled[instrument_id] = (
+                f"no funding rates in the catalog for {_stamp(start_ns)} -> {_stamp(end_ns)} ({held}; "
+                "add them with `qa data download-funding` or `qa catalog ingest-funding`)"
+            )
+            continue
+        span = f"{_stamp(inside[0])} -> {_stamp(inside[-1])} ({len(inside)} funding times)"
+        gaps = []
+        if inside[0] - start_ns > FUNDING_INTERVAL_NS:
+            gaps.append(f"none before {_stamp(inside[0])}")
+        if end_ns - inside[-1] > FUNDING_INTERVAL_NS:
+            gaps.append(f"none after {_stamp(inside[-1])}")
+        settled[instrument_id] = span + (f"; {' and '.join(gaps)}" if gaps else "")
+    return FundingPlan(settled=settled, not_settled=not_settled)
+
+
+def build_venue_configs(config: BacktestConfig, plan: FundingPlan | None = None) -> list[BacktestVenueConfig]:
+    from qa_engine.risk.margin import maintenance_margin_rate
+
+    plan = plan or FundingPlan({}, {})
     venues = []
     for venue in config.venues:
         configured = venue.configured_fee_rates()
@@ -167,6 +226,42 @@ def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
                 config_path="nautilus_trader.backtest.config:FixedFeeModelConfig",
                 config={"commission": f"0 {venue.currency}"},
             )
+        instrument_ids = [b.instrument_id for b in config.data.bars if b.venue == venue.name]
+        instrument_ids = list(dict.fromkeys(instrument_ids))
+        modules = []
+        funded = [i for i in instrument_ids if i in plan.settled]
+        if funded:
+            modules.append(
+                ImportableActorConfig(
+                    actor_path="qa_engine.backtest.funding:FundingSettlementModule",
+                    config_path="qa_engine.backtest.funding:FundingSettlementConfig",
+                    config={"instrument_ids": funded},
+                )
+            )
+        margin = venue.account_type == "MARGIN"
+        if margin and venue.liquidation and instrument_ids:
+            rates = {i: maintenance_margin_rate(i, venue.maintenance_margin_rate)[0] for i in instrument_ids}
+            fees = {
+                i: venue.liquidation_fee_rate if venue.liquidation_fee_rate is not None else rates[i]
+                for i in rates
+            }
+            if venue.fee_model == "none":
+                takers = dict.fromkeys(rates, "0")
+            elif configured is not None:
+                takers = dict.fromkeys(rates, str(configured[1]))
+            else:
+                takers = {}  # the instruments' own taker rates
+            modules.append(
+                ImportableActorConfig(
+                    actor_path="qa_engine.backtest.liquidation:LiquidationModule",
+                    config_path="qa_engine.backtest.liquidation:LiquidationConfig",
+                    config={
+                        "maintenance_rates": {i: str(r) for i, r in rates.items()},
+                        "fee_rates": {i: str(r) for i, r in fees.items()},
+                        "taker_fee_rates": takers,
+                    },
+                )
+            )
         venues.append(
             BacktestVenueConfig(
                 name=venue.name,
@@ -175,6 +270,10 @@ def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
                 base_currency=venue.currency,
                 starting_balances=[f"{venue.starting_balance} {venue.currency}"],
                 default_leverage=venue.leverage,
+                margin_model=MarginModelConfig(model_type="qa_engine.risk.margin:VenueMarginModel")
+                if margin
+                else None,
+                modules=modules or None,
                 fee_model=fee_model,
                 latency_model=ImportableLatencyModelConfig(
                     latency_model_path="nautilus_trader.backtest.models:LatencyModel",
@@ -182,9 +281,13 @@ def build_venue_configs(config: BacktestConfig) -> list[BacktestVenueConfig]:
                     config={"base_latency_nanos": int(venue.latency_ms * NANOS_PER_MS)},
                 ),
                 fill_model=ImportableFillModelConfig(
-                    fill_model_path="nautilus_trader.backtest.models:FillModel",
-                    config_path="nautilus_trader.backtest.config:FillModelConfig",
-                    config={"prob_slippage": venue.slippage_probability, "random_seed": venue.fill_seed},
+                    fill_model_path="qa_engine.backtest.slippage:BpsSlippageFillModel",
+                    config_path="qa_engine.backtest.slippage:BpsSlippageFillModelConfig",
+                    config={
+                        "prob_slippage": venue.slippage_probability,
+                        "random_seed": venue.fill_seed,
+                        "slippage_bps": venue.slippage_bps,
+                    },
                 ),
                 bar_adaptive_high_low_ordering=venue.bar_adaptive_high_low_ordering,
             ),
@@ -290,7 +393,22 @@ def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = Non
         ],
         run_analysis=False,  # statistics are ours (qa_engine.reporting): 365-day, per round trip
     )
+    plan = funding_plan(config)
+    for instrument_id, why in plan.not_settled.items():
+        log.warning("funding_not_simulated", instrument_id=instrument_id, reason=why)
+    # Funding before the bars: the engine's sort by ts_init is stable, so a funding update stamped T is
+    # processed before the bar that closes at T (qa_engine.backtest.funding settles on that bar).
     data = [
+        BacktestDataConfig(
+            catalog_path=str(config.data.catalog.resolve()),
+            data_cls="nautilus_trader.model.data:FundingRateUpdate",
+            instrument_id=instrument_id,
+            start_time=config.data.start.isoformat(),
+            end_time=config.data.end.isoformat(),
+        )
+        for instrument_id in plan.settled
+    ]
+    data += [
         BacktestDataConfig(
             catalog_path=str(config.data.catalog.resolve()),
             data_cls="nautilus_trader.model.data:Bar",
@@ -304,7 +422,7 @@ def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = Non
     data += signal_data_configs(config)  # after the bars: see signal_data_configs
     run_config = BacktestRunConfig(
         engine=engine,
-        venues=build_venue_configs(config),
+        venues=build_venue_configs(config, plan),
         data=data,
         raise_exception=True,
         dispose_on_completion=False,  # the runner reads the recorder, then disposes

@@ -70,12 +70,38 @@ class VenueConfig(_Model):
     # With bar data the matching engine only sees a bar's close: an order that arrives any time after
     # a bar closed (latency > 0) waits for the NEXT bar and fills at that bar's close, five minutes
     # late on 5m bars. Latency 0 fills at the signal bar's close, which on 24/7 perpetual data equals
-    # the next bar's open. Nautilus' own default (1.231, LatencyModelConfig) is 1 s, so the value is always set here.
+    # the next bar's open. Nautilus' own default (1.231, LatencyModelConfig) is 1 s, so it is always set.
     latency_ms: float = Field(
         0.0, ge=0, description="order latency in ms; with bar data, > 0 delays fills to the next bar's close"
     )
     slippage_probability: float = Field(
-        0.0, ge=0, le=1, description="probability that a market order slips one tick"
+        0.0, ge=0, le=1, description="probability that a limit-less order slips one more tick (Nautilus)"
+    )
+    # Market orders cross the book some time after the bar close they react to, and a bar's close is a
+    # last-trade price, not the ask a buy pays: 1 bp is a modest allowance on BTC/ETH perpetuals (their
+    # quoted spread is ~0.01-0.1 bp, but a 5m close is seconds stale by the time an order arrives).
+    slippage_bps: float = Field(
+        1.0, ge=0, le=100, description="market orders fill this many basis points worse than the bar price"
+    )
+    simulate_funding: bool = Field(
+        True, description="settle perpetual funding from the catalog's funding rates at their times"
+    )
+    liquidation: bool = Field(
+        True, description="liquidate a position when equity falls to its maintenance margin (cross margin)"
+    )
+    maintenance_margin_rate: Decimal | None = Field(
+        None,
+        gt=0,
+        lt=Decimal("0.5"),
+        description="maintenance-margin rate of every instrument here (default: the venue's risk-limit "
+        "tier 1, qa_engine.risk.margin.MAINTENANCE_MARGIN_RATES)",
+    )
+    liquidation_fee_rate: Decimal | None = Field(
+        None,
+        ge=0,
+        lt=Decimal("0.5"),
+        description="fee on the notional of a liquidated position (default: its maintenance-margin rate, "
+        "i.e. the maintenance margin left goes to the insurance fund)",
     )
     fill_seed: int = Field(42, description="seed of the fill model's random draws")
     bar_adaptive_high_low_ordering: bool = Field(

@@ -216,3 +216,61 @@ def funding_coverage(catalog_root: str | Path) -> list[FundingCoverage]:
             ),
         )
     return coverage
+
+
+FUNDING_FILE_COLUMNS = {"ts": "funding time (timestamp, UTC)", "funding_rate": "fraction of notional"}
+MAX_ABS_FUNDING_RATE = Decimal("0.05")  # no venue caps funding above 5 % per interval: a wrong column
+
+
+def read_funding_file(path: Path) -> pl.DataFrame:
+    """A funding-rate file (Parquet or CSV with columns `ts` and `funding_rate`, the schema of
+    data/funding/) -> a funding frame (ts_event ns, rate text) for `merge_funding_rates`.
+
+    Float rates become the shortest decimal text that reads back as the same float (`repr`), which is
+    the venue's decimal for every rate a venue publishes (at most 8 decimals)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a funding-rate file")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        frame = (
+            pl.read_csv(path, try_parse_dates=True)
+            if path.suffix.lower() == ".csv"
+            else pl.read_parquet(path)
+        )
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise DataError(
+            f"{path}: not a readable {path.suffix or 'Parquet'} file ({type(exc).__name__})"
+        ) from None
+    missing = [name for name in FUNDING_FILE_COLUMNS if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; a funding file has "
+            + ", ".join(f"{k} ({v})" for k, v in FUNDING_FILE_COLUMNS.items())
+            + f"; it has {', '.join(frame.columns)}"
+        )
+    ts = frame["ts"]
+    if ts.dtype == pl.Utf8:
+        ts = ts.str.to_datetime(time_zone="UTC")
+    if not isinstance(ts.dtype, pl.Datetime):
+        raise DataError(f"{path}: column ts is {ts.dtype}, not a timestamp")
+    if ts.dtype.time_zone is None:
+        ts = ts.dt.replace_time_zone("UTC")
+    nanos = ts.dt.cast_time_unit("ns").dt.epoch("ns")
+    rates = frame["funding_rate"]
+    if nanos.null_count() or rates.null_count() or (rates.dtype.is_float() and rates.is_nan().any()):
+        raise DataError(f"{path}: empty ts or funding_rate values")
+    texts = [repr(float(value)) if not isinstance(value, str) else value for value in rates.to_list()]
+    try:
+        decimals = [Decimal(text) for text in texts]
+    except ArithmeticError:
+        raise DataError(f"{path}: a funding_rate is not a number") from None
+    worst = max((abs(d) for d in decimals), default=Decimal(0))
+    if worst > MAX_ABS_FUNDING_RATE:
+        raise DataError(f"{path}: a funding rate of {worst} (> {MAX_ABS_FUNDING_RATE}): not a rate column")
+    out = pl.DataFrame({"ts_event": nanos, "rate": [format(d.normalize(), "f") for d in decimals]})
+    duplicated = out["ts_event"].is_duplicated()
+    if duplicated.any():
+        when = nanos_to_datetime(int(out.filter(duplicated)["ts_event"][0]))
+        raise DataError(f"{path}: two funding rates at {when:%Y-%m-%d %H:%M:%S}")
+    return out.cast(FUNDING_FRAME_SCHEMA)

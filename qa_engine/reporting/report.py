@@ -1,13 +1,16 @@
 """Backtest report: built from the RunRecorderActor's records, written to the run folder.
 
-Files: performance_metrics.json, trades.csv (one row per round trip), fills.csv,
-equity_curve.csv, equity_curve.png (equity with a drawdown panel).
+Files: performance_metrics.json, trades.csv (one row per round trip), fills.csv, funding.csv (one row
+per funding settlement of a position), equity_curve.csv, equity_curve.png (equity with a drawdown panel).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,12 +34,17 @@ CENT = Decimal("0.01")
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """starting balance + sum of round-trip net pnl + open position's net pnl = final equity."""
+    """starting balance + sum of round-trip net pnl + open position's net pnl = final equity.
+
+    Net pnl includes fees, funding and liquidation fees; `funding` (received > 0, paid < 0) and
+    `fees` (trading + liquidation fees) say how much of it they are."""
 
     starting_balance: Decimal
     closed_trades_net_pnl: Decimal
     open_position_net_pnl: Decimal
     final_equity: Decimal  # account balance (from Nautilus) + unrealised pnl at the last close
+    funding: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
 
     @property
     def difference(self) -> Decimal:
@@ -54,6 +62,8 @@ class Reconciliation:
             "closed_trades_net_pnl": float(self.closed_trades_net_pnl),
             "open_position_net_pnl": float(self.open_position_net_pnl),
             "final_equity": float(self.final_equity),
+            "of_which_funding": float(self.funding),
+            "of_which_fees": float(-self.fees),
             "difference": float(self.difference),
             "balanced_to_the_cent": self.balanced_to_the_cent,
         }
@@ -74,6 +84,11 @@ class BacktestReport:
     per_instrument: dict[str, PerformanceMetrics]
     # The maker/taker rates each instrument was charged and where they came from.
     fee_rates: dict[str, AppliedFeeRates]
+    # Funding: total (received > 0), settlements, which perpetuals were settled and why others were not.
+    funding: dict[str, Any]
+    funding_rows: pl.DataFrame
+    # The venue simulation the run used: slippage, maintenance rates, liquidations, denied orders.
+    venue_simulation: dict[str, Any]
 
 
 def trades_frame(round_trips) -> pl.DataFrame:
@@ -88,6 +103,7 @@ def trades_frame(round_trips) -> pl.DataFrame:
             "exit_price": float(trip.exit_price),
             "gross_pnl": float(trip.gross_pnl),
             "fees": float(trip.fees),
+            "funding": float(trip.funding),
             "net_pnl": float(trip.net_pnl),
         }
         for trip in round_trips
@@ -140,7 +156,83 @@ def per_instrument_metrics(
     return result
 
 
-def build_report(config: BacktestConfig, recorder) -> BacktestReport:
+def funding_frame(payments) -> pl.DataFrame:
+    schema = {
+        "ts": pl.Int64(),
+        "instrument_id": pl.Utf8(),
+        "rate": pl.Utf8(),
+        "price": pl.Utf8(),
+        "position": pl.Utf8(),
+        "amount": pl.Utf8(),
+        "currency": pl.Utf8(),
+    }
+    rows = [
+        (
+            p.ts_ns,
+            p.instrument_id,
+            str(p.rate),
+            str(p.price),
+            str(p.signed_quantity),
+            str(p.amount),
+            p.currency,
+        )
+        for p in payments
+    ]
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    return frame.with_columns(pl.col("ts").cast(UTC_NS))
+
+
+def funding_summary(recorder, plan) -> dict[str, Any]:
+    by_instrument: dict[str, Decimal] = {}
+    for payment in recorder.funding_payments:
+        by_instrument[payment.instrument_id] = (
+            by_instrument.get(payment.instrument_id, Decimal(0)) + payment.amount
+        )
+    return {
+        "simulated": bool(plan.settled) if plan is not None else False,
+        "total": float(recorder.funding_total),
+        "settlements": len(recorder.funding_payments),
+        "by_instrument": {name: float(total) for name, total in by_instrument.items()},
+        "settled": plan.settled if plan is not None else {},
+        "not_settled": plan.not_settled if plan is not None else {},
+    }
+
+
+def venue_simulation(config: BacktestConfig, recorder) -> dict[str, Any]:
+    from qa_engine.risk.margin import maintenance_margin_rate
+
+    venues = {}
+    for venue in config.venues:
+        ids = list(dict.fromkeys(b.instrument_id for b in config.data.bars if b.venue == venue.name))
+        rates = {i: maintenance_margin_rate(i, venue.maintenance_margin_rate) for i in ids}
+        venues[venue.name] = {
+            "slippage_bps_market_orders": venue.slippage_bps,
+            "leverage": venue.leverage,
+            "liquidation": venue.liquidation and venue.account_type == "MARGIN",
+            "maintenance_margin_rates": {i: {"rate": str(r), "source": src} for i, (r, src) in rates.items()},
+            "liquidation_fee_rate": str(venue.liquidation_fee_rate)
+            if venue.liquidation_fee_rate is not None
+            else "the maintenance-margin rate",
+        }
+    return {
+        "venues": venues,
+        "liquidations": [
+            {
+                **{k: str(v) for k, v in dataclasses.asdict(record).items() if k != "ts_ns"},
+                "ts": f"{datetime.fromtimestamp(record.ts_ns / 1e9, UTC):%Y-%m-%dT%H:%M:%SZ}",
+            }
+            for record in recorder.liquidations
+        ],
+        "liquidation_fees": float(recorder.liquidation_fees),
+        "orders_denied": len(recorder.denied_orders),
+        "orders_denied_first": [
+            {**row, "ts_ns": f"{datetime.fromtimestamp(row['ts_ns'] / 1e9, UTC):%Y-%m-%dT%H:%M:%SZ}"}
+            for row in recorder.denied_orders[:5]
+        ],
+    }
+
+
+def build_report(config: BacktestConfig, recorder, funding_plan=None) -> BacktestReport:
     starting_balance = sum((Decimal(str(v.starting_balance)) for v in config.venues), Decimal(0))
     trades = trades_frame(recorder.round_trips)
     smallest_interval_ns = min(INTERVAL_SECS[b.interval] for b in config.data.bars) * 1_000_000_000
@@ -161,6 +253,8 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
         closed_trades_net_pnl=sum((trip.net_pnl for trip in recorder.round_trips), Decimal(0)),
         open_position_net_pnl=recorder.open_net_pnl(),
         final_equity=recorder.equity(),
+        funding=recorder.funding_total,
+        fees=recorder.fees_paid + recorder.liquidation_fees,
     )
     per_instrument = per_instrument_metrics(
         recorder, trades, first_close_ns - smallest_interval_ns, starting_balance, len(config.data.bars)
@@ -190,6 +284,9 @@ def build_report(config: BacktestConfig, recorder) -> BacktestReport:
         currency=config.venues[0].currency,
         per_instrument=per_instrument,
         fee_rates=applied_fee_rates(config.venues, _run_instruments(config, recorder)),
+        funding=funding_summary(recorder, funding_plan),
+        funding_rows=funding_frame(recorder.funding_payments),
+        venue_simulation=venue_simulation(config, recorder),
     )
 
 
@@ -208,10 +305,13 @@ def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
         "per_instrument": {name: metrics.to_dict() for name, metrics in report.per_instrument.items()},
         "reconciliation": report.reconciliation.to_dict(),
         "fee_rates": {name: rates.to_dict() for name, rates in report.fee_rates.items()},
+        "funding": report.funding,
+        "venue_simulation": report.venue_simulation,
     }
     (run_dir / "performance_metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     report.trades.write_csv(run_dir / "trades.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
     report.fills.write_csv(run_dir / "fills.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
+    report.funding_rows.write_csv(run_dir / "funding.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
     report.equity.write_csv(run_dir / "equity_curve.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
     plot_equity_curve(
         report.equity,

@@ -3,8 +3,9 @@
 A round trip runs from flat to flat: adds raise the quantity, reductions realise pnl at the running
 average entry price, and a fill that crosses zero (a flip) closes one round trip and opens the next
 with the remainder. Entry fees are carried with the open quantity and released pro rata as it is
-closed, so `net_pnl = gross_pnl - fees` of every round trip, and the sum over round trips plus the
-open position's net pnl equals the account's change in equity.
+closed, so `net_pnl = gross_pnl - fees + funding` of every round trip (funding: what the position
+received (> 0) or paid (< 0) at funding settlements while it was open), and the sum over round trips
+plus the open position's net pnl equals the account's change in equity.
 
 Hand-written: Nautilus' NETTING positions (1.221 and 1.231) keep one id across flips, so their statistics are
 per position, not per round trip; no library does this bookkeeping on our fill records.
@@ -43,6 +44,7 @@ class RoundTrip:
     gross_pnl: Decimal
     fees: Decimal
     net_pnl: Decimal
+    funding: Decimal = Decimal(0)  # received (> 0) or paid (< 0) while open; part of net_pnl
 
 
 @dataclass
@@ -59,6 +61,7 @@ class _OpenPosition:
     exited_notional: Decimal = Decimal(0)
     gross_pnl: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)  # fees already released to closed quantity
+    funding: Decimal = Decimal(0)  # funding settled while this round trip was open
 
 
 @dataclass
@@ -128,8 +131,15 @@ class RoundTripBook:
             exit_price=position.exited_notional / position.exited_quantity,
             gross_pnl=position.gross_pnl,
             fees=position.fees,
-            net_pnl=position.gross_pnl - position.fees,
+            net_pnl=position.gross_pnl - position.fees + position.funding,
+            funding=position.funding,
         )
+
+    def on_funding(self, instrument_id: str, amount: Decimal) -> None:
+        """A funding settlement of the open position of `instrument_id` (ignored when flat)."""
+        position = self.positions.get(instrument_id)
+        if position is not None and position.quantity > 0:
+            position.funding += amount
 
     def signed_quantity(self, instrument_id: str) -> Decimal:
         position = self.positions.get(instrument_id)
@@ -145,7 +155,7 @@ class RoundTripBook:
 
     def open_net_pnl(self, instrument_id: str, price: Decimal) -> Decimal:
         """What closing the open position at `price` would add to the round trips, before exit fees:
-        realised so far in this round trip + unrealised - all fees paid so far in it."""
+        realised so far in this round trip + unrealised - all fees paid so far in it + its funding."""
         position = self.positions.get(instrument_id)
         if position is None:
             return Decimal(0)
@@ -154,4 +164,5 @@ class RoundTripBook:
             + self.unrealised_pnl(instrument_id, price)
             - position.fees
             - position.open_fees
+            + position.funding
         )

@@ -25,7 +25,8 @@ Round trips (one row per closed round trip, a flip is two rows, ``ROUND_TRIP_SCH
     exit_price     Float64            average exit price, > 0
     gross_pnl      Float64            pnl before fees, quote currency
     fees           Float64            fees of this round trip, quote currency (negative = rebate)
-    net_pnl        Float64            pnl after fees (and funding, if the runner books it there)
+    funding        Float64            funding received (> 0) or paid (< 0) while it was open
+    net_pnl        Float64            gross_pnl - fees + funding
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ ROUND_TRIP_SCHEMA: Final[dict[str, pl.DataType]] = {
     "exit_price": pl.Float64(),
     "gross_pnl": pl.Float64(),
     "fees": pl.Float64(),
+    "funding": pl.Float64(),
     "net_pnl": pl.Float64(),
 }
 

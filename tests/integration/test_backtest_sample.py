@@ -4,6 +4,8 @@ independent reconciliation of the report against the fills."""
 from __future__ import annotations
 
 import json
+from decimal import ROUND_CEILING
+from decimal import ROUND_FLOOR
 from decimal import Decimal
 from pathlib import Path
 
@@ -69,17 +71,61 @@ def test_summary_matches_the_reviewed_golden_file(outcome, regen_golden):
 
 
 def test_fills_are_at_the_signal_bar_close_never_a_later_price(outcome, sample_catalog):
-    # Latency 0 with bar data: an order sent on a bar close fills at that close, at that time.
+    # Latency 0 with bar data: an order sent on a bar close fills at that close, at that time, 1 bp
+    # worse (the default slippage of market orders), rounded to the 0.1 tick against the trader.
     bars = ParquetDataCatalog(str(sample_catalog)).bars(["BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL"])
-    close_at = {bar.ts_event: bar.close.as_double() for bar in bars}
+    close_at = {bar.ts_event: bar.close.as_decimal() for bar in bars}
+    fills = pl.read_csv(outcome.run_dir / "fills.csv", try_parse_dates=True, infer_schema=False)
+    tick = Decimal("0.1")
+    for ts, side, price in fills.select(
+        pl.col("ts").str.to_datetime(time_zone="UTC").dt.epoch("ns"), "side", "price"
+    ).rows():
+        close = close_at[ts]
+        if side == "BUY":
+            expected = (close * Decimal("1.0001") / tick).to_integral_value(rounding=ROUND_CEILING) * tick
+        else:
+            expected = (close * Decimal("0.9999") / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+        assert Decimal(price) == expected
+
+
+def _funding_from_fills(signed_at, catalog: Path) -> list[tuple[int, Decimal]]:
+    """Funding rebuilt from the fills and the catalog: at each funding time T of the run, the position
+    of the fills stamped before T pays -position x (close of the bar closing at T) x rate."""
+    from nautilus_trader.model.data import FundingRateUpdate
+
+    store = ParquetDataCatalog(str(catalog))
+    closes = {bar.ts_event: bar.close.as_decimal() for bar in store.bars([BAR_TYPE])}
+    payments = []
+    for update in store.query(FundingRateUpdate, identifiers=["BTCUSDT-LINEAR.BYBIT"]):
+        if update.ts_event not in closes:
+            continue  # outside the run's bars
+        position = sum((q for ts, q in signed_at if ts < update.ts_event), Decimal(0))
+        if position:
+            amount = -position * closes[update.ts_event] * Decimal(str(update.rate))
+            payments.append((update.ts_event, amount.quantize(Decimal("0.00000001"))))
+    return payments
+
+
+BAR_TYPE = "BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL"
+
+
+def test_funding_is_what_the_positions_owed_at_each_funding_time(outcome, sample_catalog):
+    metrics = json.loads((outcome.run_dir / "performance_metrics.json").read_text())
     fills = pl.read_csv(outcome.run_dir / "fills.csv", try_parse_dates=True)
-    for ts, price in fills.select(pl.col("ts").dt.epoch("ns"), "price").rows():
-        assert close_at[ts] == pytest.approx(price, abs=1e-9)
+    signed_at = [
+        (ts, Decimal(str(q)) * (1 if side == "BUY" else -1))
+        for ts, side, q in fills.select(pl.col("ts").dt.epoch("ns"), "side", "quantity").rows()
+    ]
+    payments = _funding_from_fills(signed_at, sample_catalog)
+    total = sum((amount for _, amount in payments), Decimal(0))
+    assert metrics["funding"]["settlements"] == len(payments) == 93  # every 8 h funding time of January
+    assert Decimal(str(metrics["funding"]["total"])) == pytest.approx(total, abs=Decimal("0.000001"))
 
 
 def test_report_reconciles_with_the_fills_to_the_cent(outcome, sample_catalog):
-    """Independent of our round-trip code: cash flows of fills.csv plus the open position marked at
-    the last close; and trades.csv net pnl plus the open round trip rebuilt from fills.csv."""
+    """Independent of our round-trip code: cash flows of fills.csv plus funding rebuilt from the fills
+    and the catalog's rates, plus the open position marked at the last close; and trades.csv net pnl
+    plus the open round trip rebuilt from fills.csv."""
     metrics = json.loads((outcome.run_dir / "performance_metrics.json").read_text())
     start = Decimal(str(metrics["starting_balance"]))
     fills = pl.read_csv(outcome.run_dir / "fills.csv", infer_schema=False).rows(named=True)
@@ -93,7 +139,14 @@ def test_report_reconciles_with_the_fills_to_the_cent(outcome, sample_catalog):
     ]
     position = sum((q for q, _, _ in signed), Decimal(0))
     cash = sum((-q * p - fee for q, p, fee in signed), Decimal(0))
-    equity_from_fills = start + cash + position * last_close
+    fill_times = (
+        pl.read_csv(outcome.run_dir / "fills.csv", try_parse_dates=True)["ts"].dt.epoch("ns").to_list()
+    )
+    payments = _funding_from_fills(
+        list(zip(fill_times, [q for q, _, _ in signed], strict=True)), sample_catalog
+    )
+    funding = sum((amount for _, amount in payments), Decimal(0))
+    equity_from_fills = start + cash + funding + position * last_close
     final_equity = Decimal(str(metrics["final_equity"]))
     assert abs(final_equity - equity_from_fills) < Decimal("0.01")
 
@@ -111,7 +164,9 @@ def test_report_reconciles_with_the_fills_to_the_cent(outcome, sample_catalog):
     for index, (q, p, fee) in enumerate(signed[opened_at:]):
         share = opening_share if index == 0 else Decimal(1)
         open_cash += share * (-q * p - fee)
-    open_net = open_cash + position * last_close
+    # funding of the open round trip: the settlements after its opening fill
+    open_funding = sum((amount for ts, amount in payments if ts > fill_times[opened_at]), Decimal(0))
+    open_net = open_cash + open_funding + position * last_close
     trades_net = sum((Decimal(v) for v in trades["net_pnl"]), Decimal(0))
     assert abs(start + trades_net + open_net - final_equity) < Decimal("0.01")
 

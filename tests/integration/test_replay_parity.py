@@ -103,7 +103,7 @@ def config_of(
     return BacktestConfig.model_validate(
         {
             "id": "replay-parity",
-            "venues": [{"name": "BYBIT"}],
+            "venues": [{"name": "BYBIT", "slippage_bps": 0.0}],  # fills at exactly the bar close
             "data": {
                 "catalog": str(catalog),
                 "bars": [{"instrument_id": INSTRUMENT_ID, "interval": "5m"}],

@@ -394,7 +394,7 @@ def backtest_config(sample_catalog, days: int, strategy_params: dict, stub_param
     return BacktestConfig.model_validate(
         {
             "id": "trinity-stubs",
-            "venues": [{"name": "BYBIT"}],
+            "venues": [{"name": "BYBIT", "slippage_bps": 0.0}],  # fills at exactly the decision close
             "data": {
                 "catalog": str(sample_catalog),
                 "bars": [{"instrument_id": INSTRUMENT_ID, "interval": "5m"}],

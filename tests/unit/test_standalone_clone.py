@@ -28,8 +28,10 @@ FORBIDDEN = re.compile(
         ]
     ).encode()
 )
+FUNDING_DIR = REPO_ROOT / "data" / "funding"
 PROVENANCE_FILES = (
     KLINES_DIR / "PROVENANCE.md",
+    FUNDING_DIR / "PROVENANCE.md",
     TEST_DATA / "PROVENANCE.md",
     TEST_DATA / "bybit_api_samples" / "README.md",
 )
@@ -103,12 +105,12 @@ def test_every_shipped_data_file_has_its_sha256_in_a_provenance_file() -> None:
     documented = "".join(path.read_text() for path in PROVENANCE_FILES)
     shipped = [
         path
-        for folder in (KLINES_DIR, TEST_DATA)
+        for folder in (KLINES_DIR, FUNDING_DIR, TEST_DATA)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.suffix not in {".md", ".py", ".pyc"}
     ]
 
-    assert len(shipped) >= len(KLINE_SLICES) + 4
+    assert len(shipped) >= len(KLINE_SLICES) + 7
     missing = [
         str(path.relative_to(REPO_ROOT))
         for path in shipped

@@ -48,6 +48,7 @@ def round_trips(net_pnls: Sequence[float], fee: float = 1.0, start: datetime = T
                 "exit_price": 20_000.0,
                 "gross_pnl": float(net) + fee,
                 "fees": fee,
+                "funding": 0.0,
                 "net_pnl": float(net),
             }
         )
