@@ -40,3 +40,6 @@ rm -rf catalog/data catalog/.staging
 rm -rf catalog/.staging  # the writer's lock and stage folder; nothing to commit
 "$QA" catalog list --catalog catalog
 du -sh catalog/data
+
+# The committed files and their sha256: the tests copy exactly these (tests/pristine.py).
+(cd catalog && find data -type f | LC_ALL=C sort | xargs sha256sum) > catalog/MANIFEST.sha256

@@ -30,7 +30,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def sample_catalog() -> Path:
-    path = REPO_ROOT / "catalog"
-    if not any(path.glob("data/*")):
-        pytest.fail("the committed sample catalog is missing: run catalog/build_sample.sh")
-    return path
+    """A checked copy of the committed sample catalog (tests/pristine.py), never `catalog/` itself."""
+    from tests.pristine import pristine_catalog
+
+    return pristine_catalog()

@@ -16,6 +16,7 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from qa_engine.backtest.runner import run_backtest
 from qa_engine.config.loader import load_config
 from qa_engine.config.models import BacktestConfig
+from tests.pristine import pristine_catalog
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backtest_default_summary.json"
 
@@ -24,7 +25,7 @@ def _run_default(root: Path, run_dir: Path, overrides: tuple[str, ...] = ()):
     config = load_config(
         BacktestConfig,
         root / "configs/backtest/default.toml",
-        [f'data.catalog="{root / "catalog"}"', *overrides],
+        [f'data.catalog="{pristine_catalog()}"', *overrides],
     )
     return run_backtest(config, run_dir=run_dir)
 

@@ -26,6 +26,7 @@ from qa_engine.errors import ConfigError
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.models.guardian_regimes import GuardianOnline
+from tests.pristine import pristine_catalog
 from tests.unit.actors.harness import BAR_TYPE
 from tests.unit.actors.harness import INSTRUMENT_ID
 from tests.unit.actors.harness import REPO_ROOT
@@ -69,7 +70,7 @@ def guardian_folder(tmp_path_factory) -> Path:
 def streamed(tmp_path_factory, guardian_folder):
     """One backtest: FeatureActor(oracle) + FeatureActor(guardian) + OracleActor + GuardianActor."""
     config = backtest_config(
-        REPO_ROOT / "catalog",
+        pristine_catalog(),
         [
             actor("features", artifact=str(ORACLE), component_id="FeatureActor-oracle", keep_history=True),
             actor(

@@ -36,6 +36,7 @@ from qa_engine.replay.build import build_signals
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Forecast
 from qa_engine.signals import Regime
+from tests.pristine import pristine_catalog
 from tests.unit.actors.harness import tiny_guardian_artifact
 from tests.unit.inference.strategist_artifact import tiny_strategist_artifact
 
@@ -142,7 +143,7 @@ def catalog(tmp_path_factory, guardian_folder, strategist_folder) -> Path:
     built from the catalog's first bar to TRINITY_END (no history before it: the streamed runs start
     there too)."""
     root = tmp_path_factory.mktemp("replay") / "catalog"
-    shutil.copytree(REPO_ROOT / "catalog" / "data", root / "data")
+    shutil.copytree(pristine_catalog() / "data", root / "data")
     build_signals(
         SignalsRequest(
             catalog=root,

@@ -33,6 +33,7 @@ from qa_engine.signals import FeatureVector
 from qa_engine.signals import Forecast
 from qa_engine.signals import Regime
 from qa_engine.signals import pack
+from tests.pristine import pristine_catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORACLE = REPO_ROOT / "artifacts" / "oracle"
@@ -44,7 +45,7 @@ STEP_NS = 300_000_000_000
 @pytest.fixture
 def catalog(tmp_path) -> Path:
     root = tmp_path / "catalog"
-    shutil.copytree(REPO_ROOT / "catalog" / "data", root / "data")
+    shutil.copytree(pristine_catalog() / "data", root / "data")
     return root
 
 

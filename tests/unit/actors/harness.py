@@ -25,6 +25,7 @@ from qa_engine.features.io import load_kline_file
 from qa_engine.features.spec import FeatureSet
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import pack
+from tests.pristine import pristine_catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 INSTRUMENT_ID = "BTCUSDT-LINEAR.BYBIT"
@@ -79,7 +80,7 @@ def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def batch_features(feature_set: FeatureSet, start: str, end: str) -> tuple[np.ndarray, np.ndarray]:
     """(ts (N,), values (N, F)) of `feature_set` computed in batch (qa_engine.features) over the sample
     catalog's Bybit BTCUSDT 5m bars closing in [start, end) (ISO, UTC); NaN during the warm-up."""
-    bars, _ = load_catalog_bars(REPO_ROOT / "catalog", INSTRUMENT_ID, "5m")
+    bars, _ = load_catalog_bars(pristine_catalog(), INSTRUMENT_ID, "5m")
     table = compute_features_batch(bars, feature_set, STEP_NS)
     ts = table.get_column("ts").dt.epoch("ns").to_numpy()
     start_ns, end_ns = (int(np.datetime64(text, "ns").astype(np.int64)) for text in (start, end))

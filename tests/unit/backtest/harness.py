@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field
 from decimal import Decimal
-from pathlib import Path
 
 import pandas as pd
 from nautilus_trader.backtest.config import MarginModelConfig
@@ -37,8 +36,9 @@ from qa_engine.backtest.funding import FundingSettlementConfig
 from qa_engine.backtest.funding import FundingSettlementModule
 from qa_engine.backtest.liquidation import LiquidationConfig
 from qa_engine.backtest.liquidation import LiquidationModule
+from tests.pristine import pristine_catalog
 
-CATALOG = Path(__file__).resolve().parents[3] / "catalog"
+CATALOG = pristine_catalog()
 INSTRUMENT_ID = InstrumentId.from_str("BTCUSDT-LINEAR.BYBIT")
 BAR_TYPE = BarType.from_str("BTCUSDT-LINEAR.BYBIT-5-MINUTE-LAST-EXTERNAL")
 T0 = pd.Timestamp("2025-01-01 00:05", tz="UTC").value  # close of the first bar

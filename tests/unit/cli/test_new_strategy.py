@@ -11,11 +11,11 @@ from qa_engine.config.models import BacktestConfig
 
 
 @pytest.fixture
-def project(tmp_path, repo_root, monkeypatch):
+def project(tmp_path, sample_catalog, monkeypatch):
     """A scratch project: a plug-in package and the sample catalog beside it."""
     (tmp_path / "my_plugins").mkdir()
     (tmp_path / "my_plugins" / "__init__.py").write_text("")
-    shutil.copytree(repo_root / "catalog", tmp_path / "catalog")
+    shutil.copytree(sample_catalog, tmp_path / "catalog")
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
     sys.modules.pop("my_plugins.breakout", None)
