@@ -32,7 +32,12 @@ def build_command(
     ] = "default",
     catalog: Annotated[Path | None, typer.Option("--catalog", help="ParquetDataCatalog folder")] = None,
     instrument: Annotated[
-        str | None, typer.Option("--instrument", help="instrument id, e.g. BTCUSDT-PERP.BINANCE")
+        str | None,
+        typer.Option(
+            "--instrument-id",
+            "--instrument",
+            help="instrument id, e.g. BTCUSDT-PERP.BINANCE (--instrument: old name, for one release)",
+        ),
     ] = None,
     klines: Annotated[
         Path | None,
@@ -77,10 +82,10 @@ def build_command(
         history_start = None  # the FFD fit needs the whole training range before --train-end
     began = time.perf_counter()
     if (catalog is None) == (klines is None):
-        raise ConfigError("give exactly one of --catalog (with --instrument) or --klines")
+        raise ConfigError("give exactly one of --catalog (with --instrument-id) or --klines")
     if catalog is not None:
         if instrument is None:
-            raise ConfigError("--catalog needs --instrument, e.g. BTCUSDT-PERP.BINANCE")
+            raise ConfigError("--catalog needs --instrument-id, e.g. BTCUSDT-PERP.BINANCE")
         with stderr_console.status(f"loading {instrument} {interval} bars from {catalog}"):
             bars, source = load_catalog_bars(catalog, instrument, interval, history_start, end_ns)
     else:

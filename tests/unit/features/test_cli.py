@@ -44,7 +44,7 @@ def test_build_from_a_catalog_writes_one_row_per_bar_close_with_the_hash(tmp_pat
             "build",
             "--catalog",
             str(tmp_path / "catalog"),
-            "--instrument",
+            "--instrument-id",
             "BTCUSDT-PERP.BINANCE",
             "--interval",
             "1m",
@@ -115,7 +115,7 @@ def test_unknown_instrument_in_the_catalog_names_what_is_there(tmp_path: Path) -
             "build",
             "--catalog",
             str(tmp_path / "catalog"),
-            "--instrument",
+            "--instrument-id",
             "ETHUSDT-PERP.BINANCE",
             "--interval",
             "1m",
@@ -126,3 +126,20 @@ def test_unknown_instrument_in_the_catalog_names_what_is_there(tmp_path: Path) -
 
     assert result.exit_code != 0
     assert "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL" in str(result.exception)
+
+
+def test_the_old_instrument_flag_is_an_alias_of_instrument_id(tmp_path: Path) -> None:
+    write_catalog(tmp_path / "catalog", real_bars("BTCUSDT", "1m", 50))
+    args = [
+        "build",
+        "--catalog",
+        str(tmp_path / "catalog"),
+        "--interval",
+        "1m",
+        "--out",
+        str(tmp_path / "x.parquet"),
+    ]
+
+    old = CliRunner().invoke(features_app, [*args, "--instrument", "ETHUSDT-PERP.BINANCE"])
+
+    assert "BTCUSDT-PERP.BINANCE-1-MINUTE-LAST-EXTERNAL" in str(old.exception)  # parsed as --instrument-id
