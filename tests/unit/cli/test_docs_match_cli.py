@@ -49,20 +49,33 @@ def test_the_docs_show_commands_of_every_group():
     assert {"backtest", "catalog", "data", "features", "train", "signals", "new"} <= groups
 
 
+def resolve(argv: list[str]) -> tuple[list[str], object, list[str]]:
+    """(command path, the command or None if a name is unknown, flags it lacks)."""
+    command = typer.main.get_command(app)
+    path: list[str] = []
+    rest = list(argv)
+    while hasattr(command, "commands") and rest and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        path.append(name)
+        if name not in command.commands:
+            return path, None, []
+        command = command.commands[name]
+    known = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
+    flags = [token.strip("[]").split("=")[0] for token in rest if token.strip("[]").startswith("--")]
+    return path, command, [flag for flag in flags if flag not in known]
+
+
+def test_the_check_sees_an_unknown_command_and_an_unknown_flag():
+    assert resolve(["catalog", "ingestt"])[1] is None
+    assert resolve(["catalog", "list", "--catalgo", "x"])[2] == ["--catalgo"]
+    assert resolve(["features", "build", "--instrument", "X"])[2] == []  # the alias
+
+
 @pytest.mark.parametrize(
     ("doc", "line", "argv"), COMMANDS, ids=[f"{d}: {line[:60]}" for d, line, _ in COMMANDS]
 )
 def test_a_documented_command_and_its_flags_exist(doc, line, argv):
-    command = typer.main.get_command(app)
-    path = []
-    rest = list(argv)
-    while hasattr(command, "commands") and rest and not rest[0].startswith("-"):
-        name = rest.pop(0)
-        assert name in command.commands, f"{doc}: `{line}`: no command `{' '.join([*path, name])}`"
-        command = command.commands[name]
-        path.append(name)
+    path, command, unknown = resolve(argv)
+    assert command is not None, f"{doc}: `{line}`: no command `qa {' '.join(path)}`"
     assert not hasattr(command, "commands"), f"{doc}: `{line}` names a group, not a command"
-    known = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
-    flags = [token.strip("[]").split("=")[0] for token in rest if token.strip("[]").startswith("--")]
-    unknown = [flag for flag in flags if flag not in known]
     assert unknown == [], f"{doc}: `{line}`: `qa {' '.join(path)}` has no {', '.join(unknown)}"
