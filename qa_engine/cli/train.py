@@ -1,5 +1,10 @@
 """`qa train oracle|guardian|strategist|evaluation|all|baselines`: train models from run configs
-(configs/train/*.toml) into run folders."""
+(configs/train/*.toml) into run folders.
+
+Every command checks its output folders before it loads data or trains (`pipeline.guard_output`): a
+folder under `artifacts/` (committed) or one that already holds a finished artifact/report needs
+`--force` (also a `--publish` folder), and `--resume` needs a checkpoint in `--out`; otherwise exit 2
+with one line naming the folder, and nothing is written."""
 
 from __future__ import annotations
 
@@ -25,6 +30,14 @@ ResumeOption = Annotated[bool, typer.Option("--resume", help="continue from the 
 OutOption = Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<utc>_<config-id>/)")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")]
 JsonLogsOption = Annotated[bool, typer.Option("--json-logs", help="JSON log lines on stderr")]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="allow writing into a committed artifact folder (under artifacts/) or a folder that already "
+        "holds a finished artifact/report (manifest.json, report.md, ...): its files are overwritten",
+    ),
+]
 
 
 def default_run_dir(config_id: str) -> Path:
@@ -38,6 +51,23 @@ def _resume_dir(out: Path | None, resume: bool) -> None:
         raise ConfigError("--resume needs --out: the run folder whose checkpoints to continue from")
 
 
+def _guard(
+    run_dir: Path, publish: Path | None, force: bool, resume: bool, checkpoints: tuple[str, ...]
+) -> None:
+    """Before any work: the run folder (and the --publish folder) may be written (see the module doc)."""
+    from qa_engine.models.pipeline import guard_output
+
+    guard_output(run_dir, force=force, resume=resume, checkpoints=checkpoints)
+    if publish is not None:
+        guard_output(publish, force=force, option="--publish")
+
+
+PublishOption = Annotated[
+    Path | None,
+    typer.Option("--publish", help="also copy the artifact, config, report and curves (no checkpoints) here"),
+]
+
+
 @train_app.command("oracle")
 def oracle_command(
     config: ConfigOption = Path("configs/train/oracle.toml"),
@@ -45,6 +75,8 @@ def oracle_command(
     device: DeviceOption = None,
     resume: ResumeOption = False,
     out: OutOption = None,
+    publish: PublishOption = None,
+    force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
@@ -53,6 +85,7 @@ def oracle_command(
     _resume_dir(out, resume)
     from qa_engine.config.loader import dump_toml
     from qa_engine.config.loader import load_config
+    from qa_engine.models import pipeline
     from qa_engine.models.oracle import OracleTrainConfig
     from qa_engine.models.oracle import ensure_device
 
@@ -60,21 +93,17 @@ def oracle_command(
     if dry_run:
         typer.echo(dump_toml(run_config), nl=False)
         return
-    from qa_engine.models.pipeline import run_oracle_stage
-
     run_dir = out or default_run_dir(run_config.id)
-    result = run_oracle_stage(config, list(set_ or []), run_dir, device, resume)
+    _guard(run_dir, publish, force, resume, pipeline.CHECKPOINTS["oracle"])
+    result = pipeline.run_oracle_stage(config, list(set_ or []), run_dir, device, resume)
     summary = table(f"Oracle {run_config.id} -> {run_dir}", ["item", "value"])
     for key, value in result.summary.items():
         summary.add_row(key, value)
     summary.add_row("report", str(run_dir / "report.md"))
+    if publish is not None:
+        pipeline.publish(run_dir, publish, pipeline.PUBLISHED_FILES["oracle"])
+        summary.add_row("published to", str(publish))
     stdout_console.print(summary)
-
-
-PublishOption = Annotated[
-    Path | None,
-    typer.Option("--publish", help="also copy the artifact, config, report and curves (no checkpoints) here"),
-]
 
 
 def _print_summary(title: str, summary: dict[str, str], extra: dict[str, str]) -> None:
@@ -93,6 +122,7 @@ def _single_stage(
     out: Path | None,
     dry_run: bool,
     publish: Path | None,
+    force: bool,
 ) -> None:
     """`qa train guardian|strategist|evaluation`: one pipeline stage from its own run config."""
     import importlib
@@ -113,6 +143,7 @@ def _single_stage(
     runner = pipeline.STAGES[stage]
     assert runner is not None
     run_dir = out or default_run_dir(run_config.id)
+    _guard(run_dir, publish, force, resume, pipeline.CHECKPOINTS[stage])
     result = runner(config, list(set_ or []), run_dir, device, resume)
     extra: dict[str, str] = {}
     if publish is not None:
@@ -129,12 +160,13 @@ def guardian_command(
     resume: ResumeOption = False,
     out: OutOption = None,
     publish: PublishOption = None,
+    force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Train the Guardian (contrastive VAE regimes) on every fold; artifact/, regimes report (test ranges)."""
     configure_logging(json_logs=json_logs)
-    _single_stage("guardian", config, set_, device, resume, out, dry_run, publish)
+    _single_stage("guardian", config, set_, device, resume, out, dry_run, publish, force)
 
 
 @train_app.command("strategist")
@@ -145,12 +177,13 @@ def strategist_command(
     resume: ResumeOption = False,
     out: OutOption = None,
     publish: PublishOption = None,
+    force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Train the Strategist (Decision Transformer) on its fold; artifact/, out-of-sample rollouts, report."""
     configure_logging(json_logs=json_logs)
-    _single_stage("strategist", config, set_, device, resume, out, dry_run, publish)
+    _single_stage("strategist", config, set_, device, resume, out, dry_run, publish, force)
 
 
 @train_app.command("evaluation")
@@ -158,13 +191,15 @@ def evaluation_command(
     config: ConfigOption = Path("configs/train/evaluation.toml"),
     set_: SetOption = None,
     out: OutOption = None,
+    force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Evaluate trained Oracle / Guardian / Strategist artifacts on their common out-of-sample test range
-    (nothing is trained): one report (Markdown, JSON, plots)."""
+    (nothing is trained): one report (Markdown, JSON, plots) in a fresh runs/<utc>_<config-id>/ folder
+    (the committed one, artifacts/trinity, only with --out artifacts/trinity --force)."""
     configure_logging(json_logs=json_logs)
-    _single_stage("evaluation", config, set_, None, False, out, dry_run, None)
+    _single_stage("evaluation", config, set_, None, False, out, dry_run, None, force)
 
 
 @train_app.command("all")
@@ -181,6 +216,7 @@ def all_command(
             "in --out (default: all)",
         ),
     ] = None,
+    force: ForceOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Guardian -> Oracle -> Strategist -> evaluation, each in <out>/<stage>/, then a summary table."""
@@ -188,18 +224,21 @@ def all_command(
     _resume_dir(out, resume)
     from qa_engine.config.loader import load_config
     from qa_engine.errors import ConfigError
+    from qa_engine.models import pipeline
     from qa_engine.models.pipeline import StageFailed
     from qa_engine.models.pipeline import TrinityConfig
     from qa_engine.models.pipeline import parse_stages
-    from qa_engine.models.pipeline import run_pipeline
 
     selected = parse_stages(stages)
     trinity = load_config(TrinityConfig, config)
     if stages is not None and out is None:
         raise ConfigError("--stages needs --out: the run folder whose stage folders to use")
     run_dir = out or default_run_dir(trinity.id)
+    written = tuple(stage for stage in selected if getattr(trinity, stage) is not None)
+    checkpoints = tuple(f"{stage}/{pattern}" for stage in written for pattern in pipeline.CHECKPOINTS[stage])
+    pipeline.guard_output(run_dir, force=force, resume=resume, checkpoints=checkpoints, written=written)
     try:
-        rows = run_pipeline(trinity, run_dir, selected, device, resume)
+        rows = pipeline.run_pipeline(trinity, run_dir, selected, device, resume)
     except StageFailed as failure:
         _print_stage_rows(trinity.id, run_dir, failure.rows)
         raise
@@ -230,6 +269,7 @@ def baselines_command(
         Path | None,
         typer.Option("--publish", help="also copy models/ and the report (no checkpoints) here"),
     ] = None,
+    force: ForceOption = False,
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
@@ -246,8 +286,10 @@ def baselines_command(
         typer.echo(dump_toml(run_config), nl=False)
         return
     from qa_engine.models.baseline_training import train_baselines
+    from qa_engine.models.pipeline import CHECKPOINTS
 
     run_dir = out or default_run_dir(run_config.id)
+    _guard(run_dir, publish, force, resume, CHECKPOINTS["baselines"])
     outcome = train_baselines(run_config, run_dir, resume=resume, publish_dir=publish)
     pooled = outcome.report["pooled"]
     policy = outcome.report["position_policy"]

@@ -322,6 +322,14 @@ def publish(run_dir: Path, target: Path, files: list[str]) -> list[Path]:
 
 
 PUBLISHED_FILES: dict[str, list[str]] = {
+    "oracle": [
+        "config.toml",
+        "report.md",
+        "report.json",
+        "plots",
+        "folds/*/curves.csv",
+        "folds/*/curves.png",
+    ],
     "guardian": [
         "config.toml",
         "regimes.json",
@@ -341,3 +349,95 @@ PUBLISHED_FILES: dict[str, list[str]] = {
         "plots",
     ],
 }
+
+
+# ---- output folders: committed artifacts need --force, --resume needs a checkpoint -----------------
+
+# What a finished run or a published artifact leaves at the top of its folder (glob patterns).
+FINISHED_MARKERS: tuple[str, ...] = (
+    "manifest.json",
+    "model.onnx",
+    "report.md",
+    "report.json",
+    "regimes.json",
+    "artifact/manifest.json",
+    "models/*/manifest.json",
+)
+# Where each command's trainer leaves the checkpoints that --resume continues from (under the run folder).
+CHECKPOINTS: dict[str, tuple[str, ...]] = {
+    "guardian": ("folds/*/checkpoints/last.pt",),
+    "oracle": ("folds/*/checkpoints/last.pt",),
+    "strategist": ("checkpoints/last.pt",),
+    "evaluation": (),
+    "baselines": ("folds/*/*/checkpoints/last.pt", "folds/*/xgboost/booster.json"),
+}
+
+
+def committed_artifact_roots() -> list[Path]:
+    """The folders whose contents are committed artifacts: the repository's `artifacts/` (beside this
+    package) and `./artifacts` of the working directory."""
+    roots = [Path(__file__).resolve().parents[2] / "artifacts", Path.cwd().resolve() / "artifacts"]
+    return list(dict.fromkeys(roots))
+
+
+def _under_committed_artifacts(folder: Path) -> bool:
+    resolved = folder.resolve()
+    return any(resolved == root or root in resolved.parents for root in committed_artifact_roots())
+
+
+def finished_outputs(folder: Path) -> list[str]:
+    """The finished artifact / report files at the top of `folder` (relative paths; [] if none)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        {str(path.relative_to(folder)) for pattern in FINISHED_MARKERS for path in folder.glob(pattern)}
+    )
+
+
+def find_checkpoints(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
+    return sorted(path for pattern in patterns for path in run_dir.glob(pattern) if path.is_file())
+
+
+def guard_output(
+    folder: Path,
+    *,
+    force: bool,
+    resume: bool = False,
+    checkpoints: tuple[str, ...] = (),
+    written: tuple[str, ...] = (".",),
+    option: str = "--out",
+) -> None:
+    """Refuse (ConfigError, exit 2) before any work a command whose writes would replace committed or
+    finished results, or that asks to --resume with nothing to resume from.
+
+    - `folder` (the --out or --publish folder) under `artifacts/`: committed files; needs `force`.
+    - `--resume`: `folder` must hold a checkpoint (`checkpoints`, glob patterns under `folder`).
+    - Otherwise a written subfolder (`written`, relative to `folder`) that already holds a finished
+      artifact or report (manifest.json, report.md, ...) needs `force`; a resumed run continues its
+      own checkpoints, so its finished files may be rewritten."""
+    if not force and _under_committed_artifacts(folder):
+        raise ConfigError(
+            f"refusing to write into {folder}: a committed artifact folder (under artifacts/); "
+            f"add --force to overwrite it, or pick another {option} folder"
+        )
+    if resume:
+        if not checkpoints:
+            raise ConfigError(
+                f"--resume: nothing to resume in {folder}: the selected stages keep no checkpoints"
+            )
+        if not find_checkpoints(folder, checkpoints):
+            raise ConfigError(
+                f"--resume: no checkpoint in {folder} (looked for {' or '.join(checkpoints)}); "
+                "leave out --resume to start afresh"
+            )
+        return
+    if force:
+        return
+    for name in written:
+        target = folder / name if name != "." else folder
+        found = finished_outputs(target)
+        if found:
+            raise ConfigError(
+                f"refusing to write into {target}: it already holds a finished artifact/report "
+                f"({', '.join(found)}); add --force to overwrite it, or pick another {option} folder"
+            )

@@ -209,8 +209,10 @@ def test_stages_evaluation_reevaluates_an_earlier_run_without_training(pipeline_
         stage: (run / stage / "checkpoints" / "last.pt").stat().st_mtime_ns for stage in ("strategist",)
     }
     (run / "evaluation" / "report.json").unlink()
+    argv = ["train", "all", "--config", str(trinity), "--out", str(run), "--stages", "evaluation"]
 
-    code = main(["train", "all", "--config", str(trinity), "--out", str(run), "--stages", "evaluation"])
+    assert main(argv) == 2  # report.md is still there: replacing a finished report needs --force
+    code = main([*argv, "--force"])
 
     assert code == 0
     assert (run / "evaluation" / "report.json").is_file()
