@@ -55,8 +55,9 @@ def resolve_component_path(name_or_path: str, kind: str) -> str:
     registry = strategy_registry() if kind == "strategy" else actor_registry()
     if name_or_path not in registry:
         valid = ", ".join(sorted(registry)) or "(none)"
+        kinds = "strategies" if kind == "strategy" else f"{kind}s"
         raise ConfigError(
-            f"unknown {kind} '{name_or_path}'; registered {kind}s: {valid}; "
+            f"unknown {kind} '{name_or_path}'; registered {kinds}: {valid}; "
             f"or give a 'package.module:Class' path",
         )
     return registry[name_or_path]

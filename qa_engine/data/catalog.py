@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
@@ -56,6 +57,16 @@ def _data_root(catalog_path: str | Path) -> Path:
 
 def _ts_event_range(file: Path) -> tuple[int, int, int]:
     """(min ts_event, max ts_event, rows) of one Parquet file from its footer statistics."""
+    try:
+        return _footer_ts_event_range(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"{file}: not a readable Parquet file ({exc}); `qa catalog validate` lists the damage: delete "
+            "the affected directory and ingest or download it again"
+        ) from None
+
+
+def _footer_ts_event_range(file: Path) -> tuple[int, int, int]:
     metadata = pq.read_metadata(file)
     names = [metadata.schema.column(index).name for index in range(metadata.num_columns)]
     column = names.index("ts_event")

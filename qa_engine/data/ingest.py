@@ -63,6 +63,7 @@ from qa_engine.data.klines import read_klines
 from qa_engine.data.validation import OHLCV_COLUMNS
 from qa_engine.data.validation import ValidationReport
 from qa_engine.data.validation import validate_klines
+from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 
 log = structlog.get_logger(__name__)
@@ -129,6 +130,7 @@ def ingest_klines(
     if not file_paths:
         raise DataError("no kline files given; pass at least one .parquet, .csv or .zip path")
     catalog_root = Path(catalog_path)
+    _check_catalog_root(catalog_root)
     bar_type = BarType.from_str(bar_type_string(instrument.id.value, kline_interval))
 
     frames = []
@@ -202,6 +204,18 @@ def ingest_klines(
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     return None
+
+
+def _check_catalog_root(catalog_root: Path) -> None:
+    """The catalog root is a folder or can be created as one: checked before any file is read."""
+    blocking = next(
+        (path for path in (catalog_root, *catalog_root.parents) if path.exists() and not path.is_dir()), None
+    )
+    if blocking is not None:
+        raise ConfigError(
+            f"catalog {catalog_root}: {blocking} is a file, not a folder; give a catalog folder "
+            "(it is created if missing)"
+        )
 
 
 # -- selection ---------------------------------------------------------------------------------------

@@ -58,7 +58,28 @@ def load_kline_file(path: Path, interval: str) -> pl.DataFrame:
 
     frame = read_klines(path)
     step = interval_ns(interval)
+    spacing = _bar_spacing_ns(frame)
+    if spacing is not None and spacing != step:
+        raise ConfigError(
+            f"interval '{interval}' does not match {path}: its bars are {_interval_text(spacing)} apart; "
+            f"give interval {_interval_text(spacing)}"
+        )
     return frame.with_columns((pl.col("ts_open").dt.epoch("ns") + step).alias("ts")).drop("ts_open")
+
+
+def _bar_spacing_ns(frame: pl.DataFrame) -> int | None:
+    """The most common distance between consecutive open times (gaps aside); None under two bars."""
+    steps = frame.get_column("ts_open").dt.epoch("ns").sort().diff().drop_nulls()
+    steps = steps.filter(steps > 0)
+    return int(steps.mode().min()) if steps.len() else None
+
+
+def _interval_text(step_ns: int) -> str:
+    """300_000_000_000 -> '5m'; a spacing of no whole unit in nanoseconds."""
+    for unit in ("d", "h", "m", "s"):
+        if step_ns % UNIT_NS[unit] == 0:
+            return f"{step_ns // UNIT_NS[unit]}{unit}"
+    return f"{step_ns:,} ns"
 
 
 def load_catalog_bars(
@@ -88,6 +109,13 @@ def load_catalog_bars(
             f"bar types there: {', '.join(available) or 'none'}"
         )
     bar_type = next((name for name in matching if name.endswith("-EXTERNAL")), matching[0])
+    for file in sorted((bar_folder / bar_type).glob("*.parquet")):  # a damaged file, named, not a Rust panic
+        try:
+            pq.read_metadata(file)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(
+                f"{file}: not a readable Parquet file ({exc}); `qa catalog validate` lists the damage"
+            ) from None
     bars = catalog.query(Bar, identifiers=[bar_type], start=start_ns, end=end_ns)
     if not bars:
         raise DataError(f"catalog {catalog_path} has no {bar_type} bars in the requested range")

@@ -78,6 +78,11 @@ class BaselineArtifactManifest(ArtifactManifest):
 def read_baseline_manifest(folder: Path) -> BaselineArtifactManifest:
     """The manifest of a baseline artifact folder; missing, unreadable or invalid -> ConfigError."""
     path = Path(folder) / MANIFEST_FILE
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"{folder}: no such artifact folder (an artifact is a folder with "
+            f"{MANIFEST_FILE} and its model file)"
+        )
     if not path.is_file():
         raise ConfigError(f"{folder} is not a model artifact: {MANIFEST_FILE} is missing")
     try:

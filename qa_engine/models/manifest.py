@@ -218,6 +218,11 @@ def read_manifest(folder: Path) -> ArtifactManifest:
     """The manifest of an artifact folder, parsed by its kind's model (`MANIFEST_TYPES`); a missing,
     unreadable or invalid one is a ConfigError."""
     path = folder / MANIFEST_FILE
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"{folder}: no such artifact folder (an artifact is a folder with "
+            f"{MANIFEST_FILE} and its model file)"
+        )
     if not path.is_file():
         raise ConfigError(f"{folder} is not a model artifact: {MANIFEST_FILE} is missing")
     try:

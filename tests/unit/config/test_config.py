@@ -101,7 +101,7 @@ def test_cross_field_rule_of_the_strategy_config(sample_catalog):
 
 def test_unknown_strategy_lists_the_registered_ones(sample_catalog):
     with pytest.raises(
-        ConfigError, match="unknown strategy 'ema_crosss'; registered strategys?: .*ema_cross"
+        ConfigError, match="unknown strategy 'ema_crosss'; registered strategies: .*ema_cross"
     ):
         build(sample_catalog, 'strategies.0.name="ema_crosss"')
 
