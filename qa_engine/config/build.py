@@ -36,6 +36,7 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import ComponentConfig
 from qa_engine.errors import ConfigError
+from qa_engine.errors import DataError
 from qa_engine.logging import get_logger
 from qa_engine.plugins import import_object
 from qa_engine.plugins import resolve_component_path
@@ -120,6 +121,24 @@ def check_catalog(config: BacktestConfig) -> None:
             )
         if not config.data.allow_partial_range:
             _check_range_covered(config, bars, first_ns, last_ns, start_ns, end_ns, where)
+        _check_bar_files_readable(catalog_path, bars.bar_type, where)
+
+
+def _check_bar_files_readable(catalog_path, bar_type: str, where: str) -> None:
+    """Every bar file the run would load has a readable Parquet footer: a damaged file is named now
+    (DataError, exit 2) instead of failing inside the engine after the run folder was written."""
+    import pyarrow.parquet as pq
+
+    from qa_engine.data.catalog import bar_directory_of
+
+    for path in sorted(bar_directory_of(catalog_path, bar_type).glob("*.parquet")):
+        try:
+            pq.read_metadata(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise DataError(
+                f"{where}: {path}: not a readable Parquet file ({type(exc).__name__}); restore it or "
+                "re-ingest the bars"
+            ) from None
 
 
 # Seconds of each kline interval: the catalog's first bar CLOSES one interval after the range may start.

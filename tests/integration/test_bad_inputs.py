@@ -391,15 +391,6 @@ CASES = [
         lambda p: backtest(p, "--set", f'data.catalog="{p.catalog.as_posix()}"'),
         said(f"{BAR_DIRECTORY}/"),
         _corrupt_catalog,
-        marks=(
-            pytest.mark.xfail(
-                strict=True,
-                reason="exit 1 'failed inside the engine: RuntimeError(Parquet error ... Corrupt footer)', "
-                "the file is not named and the run folder stays (only a ConfigError removes it): "
-                "check_catalog in qa_engine/config/build.py reads file names only; it should read the "
-                "footers of the files it will load and raise a DataError naming the file",
-            ),
-        ),
     ),
     Case(
         "set-without-equals", lambda p: backtest(p, "--set", "venues.0.leverage"), said("'venues.0.leverage'")
