@@ -8,6 +8,8 @@ import typer
 
 from qa_engine.cli.backtest import backtest_app
 from qa_engine.cli.catalog import catalog_app
+from qa_engine.cli.console import HELP_MAX_WIDTH
+from qa_engine.cli.console import configure_help
 from qa_engine.cli.console import stderr_console
 from qa_engine.cli.data import data_app
 from qa_engine.cli.features import features_app
@@ -23,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # click's own help formatter (used where rich is not) wraps at the terminal, at most 120 columns
+    context_settings={"max_content_width": HELP_MAX_WIDTH},
 )
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(catalog_app, name="catalog")
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Usage errors (unknown option, bad value) are printed by typer with exit code 2.
     """
+    configure_help()
     try:
         app(args=argv, prog_name="qa")
     except QAError as exc:

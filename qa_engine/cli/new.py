@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 from string import Template
 from typing import Annotated
@@ -13,6 +14,7 @@ from qa_engine.cli.console import stdout_console
 from qa_engine.errors import ConfigError
 
 TEMPLATES = Path(__file__).parent / "templates"
+LINE_LENGTH = 110  # pyproject.toml [tool.ruff]: generated files pass `make lint` as they are
 
 new_app = typer.Typer(help="Scaffold new plug-ins.", no_args_is_help=True)
 
@@ -42,9 +44,12 @@ def scaffold_strategy(name: str, root: Path, package: str, description: str) -> 
     existing = [str(path) for path in files if path.exists()]
     if existing:
         raise ConfigError(f"refusing to overwrite {', '.join(existing)}")
+    summary = f"{class_name_of(name)}Strategy: {description}"
     values = {
         "name": name,
         "class_name": class_name_of(name),
+        # The docstring's first line, wrapped after its opening quotes so that no line is too long.
+        "summary": textwrap.fill(summary, width=LINE_LENGTH, initial_indent='"""')[3:],
         "description": description,
         "module": f"{package}.{name}",
         "slug": name.replace("_", "-"),

@@ -15,6 +15,14 @@ def test_below_minimum_quantity_returns_zero():
     assert quantity_for_notional(D("50"), D("93650.1"), D("100"), D("0.001"), min_quantity=D("0.001")) == 0
 
 
+def test_quantity_equal_to_the_minimum_is_kept():
+    # 100 * 100% / 100,000 = 0.001 exactly: one lot step, and the venue's minimum is allowed, not refused
+    quantity = quantity_for_notional(D("100"), D("100000"), D("100"), D("0.001"), min_quantity=D("0.001"))
+    assert quantity == D("0.001")
+    # the same 0.001 one lot step under a minimum of 0.002 is refused
+    assert quantity_for_notional(D("100"), D("100000"), D("100"), D("0.001"), min_quantity=D("0.002")) == 0
+
+
 def test_non_positive_equity_returns_zero():
     assert quantity_for_notional(D("-5"), D("100"), D("100"), D("0.01")) == 0
 
