@@ -189,6 +189,17 @@ def _check_bar_type(directory: Path, instruments: dict[str, object]) -> tuple[li
         )
         unique = np.unique(ts_event)
         steps = np.diff(unique)
+        if steps.size:  # bars of another interval stored under this one (e.g. 5m klines ingested as 1m)
+            values, counts = np.unique(steps, return_counts=True)
+            spacing = int(values[np.argmax(counts)])
+            add(
+                "spacing is the interval",
+                Severity.ERROR if spacing != step_ns else Severity.OK,
+                f"bars are mostly {spacing // 1_000_000_000:,} s apart, not {step_ns // 1_000_000_000:,} s: "
+                "another interval's bars stored under this bar type"
+                if spacing != step_ns
+                else "yes",
+            )
         gap_positions = np.flatnonzero(steps > step_ns)
         missing = int(((steps[gap_positions] // step_ns) - 1).sum()) if gap_positions.size else 0
         if gap_positions.size:

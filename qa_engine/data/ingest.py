@@ -59,6 +59,7 @@ from qa_engine.data.catalog import nanos_to_datetime
 from qa_engine.data.intervals import KlineInterval
 from qa_engine.data.intervals import bar_type_string
 from qa_engine.data.intervals import parse_interval
+from qa_engine.data.klines import check_interval
 from qa_engine.data.klines import read_klines
 from qa_engine.data.validation import OHLCV_COLUMNS
 from qa_engine.data.validation import ValidationReport
@@ -141,6 +142,7 @@ def ingest_klines(
     frame = _within(frame, start, end, file_paths)
 
     source = ", ".join(path.name for path in file_paths)
+    check_interval(frame, kline_interval.value, kline_interval.duration_ns, source)
     report = validate_klines(
         frame,
         kline_interval,

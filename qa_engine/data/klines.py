@@ -400,3 +400,32 @@ def epoch_unit_counts(values: pl.Series) -> dict[str, int]:
     frame = pl.DataFrame({"epoch": values.cast(pl.Int64)}).with_columns(unit=epoch_unit_expression("epoch"))
     counts = frame.group_by("unit").len()
     return {str(row["unit"]): int(row["len"]) for row in counts.iter_rows(named=True)}
+
+
+_UNITS_NS = (("d", 86_400_000_000_000), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000))
+
+
+def bar_spacing_ns(frame: pl.DataFrame) -> int | None:
+    """The most common distance between consecutive open times (gaps aside); None under two bars."""
+    steps = frame.get_column("ts_open").dt.epoch("ns").sort().diff().drop_nulls()
+    steps = steps.filter(steps > 0)
+    return int(steps.mode().min()) if steps.len() else None
+
+
+def interval_text(step_ns: int) -> str:
+    """300_000_000_000 -> '5m'; a spacing of no whole unit in nanoseconds."""
+    for unit, size in _UNITS_NS:
+        if step_ns % size == 0:
+            return f"{step_ns // size}{unit}"
+    return f"{step_ns:,} ns"
+
+
+def check_interval(frame: pl.DataFrame, interval: str, step_ns: int, source: str) -> None:
+    """Refuse klines whose own spacing is not the stated interval (e.g. 5m bars given as --interval 1m,
+    which would be stored as 1-minute bars with wrong close stamps and four-bar 'gaps')."""
+    spacing = bar_spacing_ns(frame)
+    if spacing is not None and spacing != step_ns:
+        raise DataError(
+            f"interval '{interval}' does not match {source}: its bars are {interval_text(spacing)} apart; "
+            f"give interval {interval_text(spacing)}"
+        )

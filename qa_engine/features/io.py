@@ -54,32 +54,13 @@ def parse_time(text: str | None, option: str) -> int | None:
 def load_kline_file(path: Path, interval: str) -> pl.DataFrame:
     """A kline file (Parquet, CSV or Binance dump, read and checked by qa_engine.data.klines) as a bar
     table stamped at close (`ts`). A missing, corrupt or malformed file is a DataError naming it."""
+    from qa_engine.data.klines import check_interval
     from qa_engine.data.klines import read_klines
 
     frame = read_klines(path)
     step = interval_ns(interval)
-    spacing = _bar_spacing_ns(frame)
-    if spacing is not None and spacing != step:
-        raise ConfigError(
-            f"interval '{interval}' does not match {path}: its bars are {_interval_text(spacing)} apart; "
-            f"give interval {_interval_text(spacing)}"
-        )
+    check_interval(frame, interval, step, str(path))
     return frame.with_columns((pl.col("ts_open").dt.epoch("ns") + step).alias("ts")).drop("ts_open")
-
-
-def _bar_spacing_ns(frame: pl.DataFrame) -> int | None:
-    """The most common distance between consecutive open times (gaps aside); None under two bars."""
-    steps = frame.get_column("ts_open").dt.epoch("ns").sort().diff().drop_nulls()
-    steps = steps.filter(steps > 0)
-    return int(steps.mode().min()) if steps.len() else None
-
-
-def _interval_text(step_ns: int) -> str:
-    """300_000_000_000 -> '5m'; a spacing of no whole unit in nanoseconds."""
-    for unit in ("d", "h", "m", "s"):
-        if step_ns % UNIT_NS[unit] == 0:
-            return f"{step_ns // UNIT_NS[unit]}{unit}"
-    return f"{step_ns:,} ns"
 
 
 def load_catalog_bars(

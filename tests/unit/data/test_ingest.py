@@ -5,6 +5,7 @@ import hashlib
 from datetime import UTC
 from datetime import date
 from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -330,11 +331,14 @@ def test_hourly_bars_from_real_5m_bars_are_stamped_an_hour_after_open(tmp_path, 
     assert result.bars_total == 24
 
 
-def test_interval_of_the_wrong_size_is_reported_as_irregular(tmp_path, btc):
-    source = _parquet(tmp_path, "btc", real_klines("bybit_linear_BTCUSDT_5m", 24))
+def test_a_bar_off_the_interval_grid_is_reported_as_irregular(tmp_path, btc):
+    frame = real_klines("bybit_linear_BTCUSDT_5m", 24)
+    shifted = frame["ts_open"].to_list()
+    shifted[10] = shifted[10] + timedelta(minutes=2)  # one bar 2 minutes off the 5-minute grid
+    source = _parquet(tmp_path, "btc", frame.with_columns(pl.Series("ts_open", shifted)))
 
-    with pytest.raises(IngestValidationError, match="irregular timestamps: 16"):
-        ingest_klines([source], btc, "15m", tmp_path / "c")
+    with pytest.raises(IngestValidationError, match="irregular timestamps"):
+        ingest_klines([source], btc, "5m", tmp_path / "c")
 
 
 def test_coverage_and_instrument_ids_come_from_metadata(tmp_path, btc):
@@ -407,3 +411,28 @@ def test_a_directory_is_named_as_a_directory(tmp_path, btc):
     with pytest.raises(DataError, match=r"is a directory, not a kline file"):
         ingest_klines([tmp_path], btc, "5m", tmp_path / "catalog")
     assert not (tmp_path / "catalog").exists()
+
+
+@pytest.mark.parametrize(("interval", "own"), [("1m", "5m"), ("15m", "5m")])
+def test_klines_of_another_interval_are_refused_naming_both(tmp_path, btc, interval, own):
+    source = _parquet(tmp_path, "btc", real_klines("bybit_linear_BTCUSDT_5m", 300))
+
+    with pytest.raises(
+        DataError, match=f"interval '{interval}' does not match btc.parquet: its bars are {own} apart"
+    ):
+        ingest_klines([source], btc, interval, tmp_path / "catalog")
+
+    assert not (tmp_path / "catalog").exists()
+
+
+def test_catalog_validate_flags_bars_stored_under_another_interval(tmp_path, btc, monkeypatch):
+    from qa_engine.data.catalog_validation import validate_catalog
+
+    source = _parquet(tmp_path, "btc", real_klines("bybit_linear_BTCUSDT_5m", 300))
+    monkeypatch.setattr(ingest_module, "check_interval", lambda *args: None)  # as before the check existed
+    ingest_klines([source], btc, "1m", tmp_path / "catalog")
+
+    report = validate_catalog(tmp_path / "catalog")
+
+    [finding] = [f for f in report.errors if f.check == "spacing is the interval"]
+    assert "bars are mostly 300 s apart, not 60 s" in finding.detail
