@@ -12,7 +12,9 @@ back (rows, errors, rate-limit headers).
   answer and `BinanceRequestException` for a 2xx body that is not JSON (truncated); requests raises its own
   exceptions for timeouts and broken connections. HTTP 429 and 418 are rate limits (`Retry-After` honoured);
   5xx, timeouts, broken and truncated bodies are transient; any other 4xx (e.g. -1121 invalid symbol,
-  -1120 invalid interval) is a rejection. python-binance does not retry by itself.
+  -1120 invalid interval) is a rejection. A host name that does not resolve and a refused connection are
+  `VenueUnreachableError` (the caller does not retry them before the venue has answered once).
+  python-binance does not retry by itself.
 - Rate-limit headers: `X-MBX-USED-WEIGHT-1M` against the venue's request-weight limit per minute (futures
   2400, spot 6000): above 90 % we ask for a pause until the next minute starts.
 """
@@ -39,6 +41,7 @@ from qa_engine.data.download import VenueRateLimitedError
 from qa_engine.data.download import VenueRejectedError
 from qa_engine.data.download import VenueTransientError
 from qa_engine.data.download import kline_rows_frame
+from qa_engine.data.download import unreachable_error
 from qa_engine.data.intervals import KlineInterval
 from qa_engine.data.markets import Market
 
@@ -86,8 +89,14 @@ class BinanceHistoricalVenue:
         except BinanceRequestException as exc:
             raise VenueTransientError(f"malformed or truncated response ({exc.message[:200]})") from exc
         except requests.exceptions.RequestException as exc:
-            raise VenueTransientError(f"{type(exc).__name__}: {exc}") from exc
+            raise (
+                unreachable_error(exc, self._host_url) or VenueTransientError(f"{type(exc).__name__}: {exc}")
+            ) from exc
         return payload, self._pause_secs()
+
+    @property
+    def _host_url(self) -> str:
+        return self._client.FUTURES_URL if self._futures else self._client.API_URL
 
     def _pause_secs(self) -> float:
         response = self._client.response

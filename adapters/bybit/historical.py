@@ -15,7 +15,8 @@ translates what comes back.
   and broken connections. Rate limits: retCode 10006 / 10018 and HTTP 429 / 403 (Bybit answers 403 when an
   IP breaks its limit); the wait comes from `Retry-After` or `X-Bapi-Limit-Reset-Timestamp`. Server errors
   (5xx, retCode 10000 / 10016), timeouts, broken and truncated bodies are transient; anything else (e.g.
-  retCode 10001 "params error" for a bad symbol or interval) is a rejection.
+  retCode 10001 "params error" for a bad symbol or interval) is a rejection. A host name that does not
+  resolve and a refused connection are `VenueUnreachableError` (not retried before the venue answered once).
 - Rate-limit headers: when `X-Bapi-Limit-Status` (requests left in the window) reaches 0, we ask for a
   pause until `X-Bapi-Limit-Reset-Timestamp`.
 """
@@ -42,6 +43,7 @@ from qa_engine.data.download import VenueRateLimitedError
 from qa_engine.data.download import VenueRejectedError
 from qa_engine.data.download import VenueTransientError
 from qa_engine.data.download import kline_rows_frame
+from qa_engine.data.download import unreachable_error
 from qa_engine.data.intervals import KlineInterval
 from qa_engine.data.markets import Market
 
@@ -101,11 +103,15 @@ class BybitHistoricalVenue:
         except FailedRequestError as exc:
             raise self._translate_status(exc) from exc
         except requests.exceptions.RequestException as exc:
-            raise VenueTransientError(f"{type(exc).__name__}: {exc}") from exc
+            raise self._network_error(exc) from exc
         result = payload.get("result") if isinstance(payload, dict) else None
         if not isinstance(result, dict):
             raise VenueTransientError(f"answer without a result object: {str(payload)[:200]}")
         return result, self._pause_secs(headers)
+
+    def _network_error(self, exc: requests.exceptions.RequestException) -> Exception:
+        unreachable = unreachable_error(exc, self._session.endpoint)
+        return unreachable or VenueTransientError(f"{type(exc).__name__}: {exc}")
 
     def _wait_secs(self, headers: Mapping[str, str] | None) -> float | None:
         if not headers:
@@ -208,7 +214,7 @@ class BybitHistoricalVenue:
         except FailedRequestError as exc:
             raise self._translate_status(exc) from exc
         except requests.exceptions.RequestException as exc:
-            raise VenueTransientError(f"{type(exc).__name__}: {exc}") from exc
+            raise self._network_error(exc) from exc
         result = payload.get("result") or {}
         entries = result.get("list") or []
         server_time = int(payload.get("time") or self._clock() * 1000)

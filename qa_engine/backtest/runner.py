@@ -1,4 +1,11 @@
-"""Run one backtest from a validated run config and write its run folder."""
+"""Run one backtest from a validated run config and write its run folder.
+
+`run_backtest(config, run_dir)` writes into `run_dir` whatever it holds (API callers and tests pass an
+existing, often empty, folder; files of the same names are overwritten). The CLI (`qa backtest run|compare
+--out`, `run_backtest.py --out`) guards the folder first (qa_engine.cli.backtest.out_folder): an existing
+non-empty folder is refused (exit 2) unless `--overwrite` is given, and then the new run is written into a
+fresh sibling folder that replaces the old one only once the run has succeeded.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,17 @@
-"""`qa backtest run`: one backtest from a run config; `run_backtest.py` is a shim over it."""
+"""`qa backtest run`: one backtest from a run config; `run_backtest.py` is a shim over it.
+
+`--out` of an existing non-empty folder is refused (exit 2) before any work unless `--overwrite` is given;
+with it, the new run replaces the old folder only once it has succeeded (`out_folder`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +22,7 @@ from qa_engine.cli.console import table
 from qa_engine.config.loader import dump_toml
 from qa_engine.config.loader import load_config
 from qa_engine.config.models import BacktestConfig
+from qa_engine.errors import ConfigError
 from qa_engine.logging import configure_logging
 
 DEFAULT_CONFIG = Path("configs/backtest/default.toml")
@@ -22,9 +33,73 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="run config (
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="override a config value: a.b.0.c=value (repeatable)")
 ]
-OutOption = Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<utc>_<config-id>/)")]
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", help="run folder (default runs/<utc>_<config-id>/); an existing one: --overwrite"),
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="replace the run in an existing --out folder (swapped in only once the new run succeeded)",
+    ),
+]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="print the resolved config and exit")]
 JsonLogsOption = Annotated[bool, typer.Option("--json-logs", help="JSON log lines on stderr")]
+
+
+RUN_FOLDER_MARKERS = ("config.toml", "comparison.json")  # what `run` and `compare` write at the top
+
+
+def _looks_like_run_folder(folder: Path) -> bool:
+    if any((folder / marker).is_file() for marker in RUN_FOLDER_MARKERS):
+        return True
+    return any(child.is_dir() and (child / "config.toml").is_file() for child in folder.iterdir())
+
+
+def check_out_folder(out: Path, overwrite: bool = False) -> bool:
+    """Refuse `--out` of an existing non-empty folder unless `overwrite` (ConfigError, exit 2, before any
+    work); with `overwrite`, refuse a folder that is not a run folder or that holds the working directory.
+    True when `out` holds a previous run that the new one is to replace."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run folder; choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not overwrite:
+        raise ConfigError(
+            f"--out {out} already exists and is not empty; pass --overwrite to replace it "
+            f"(or choose another --out)"
+        )
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise ConfigError(f"--out {out} holds the working directory; --overwrite will not replace it")
+    if not _looks_like_run_folder(out):
+        raise ConfigError(
+            f"--out {out} is not empty and is not a run folder (no {' or '.join(RUN_FOLDER_MARKERS)}); "
+            f"--overwrite only replaces run folders: choose another --out"
+        )
+    return True
+
+
+@contextmanager
+def out_folder(out: Path | None, overwrite: bool = False) -> Iterator[Path | None]:
+    """The folder a CLI run writes into: `out` itself, or with `--overwrite` of an existing run a fresh
+    sibling (`<out>.incomplete-<id>`) that replaces `out` when the block ends without an exception; on an
+    exception the sibling is removed and `out` is left as it was. `None` (default folder) passes through."""
+    if out is None or not check_out_folder(out, overwrite):
+        yield out
+        return
+    token = uuid.uuid4().hex[:8]
+    staging = out.with_name(f"{out.name}.incomplete-{token}")
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = out.with_name(f"{out.name}.replaced-{token}")
+    os.replace(out, old)  # two renames in one folder: `out` is missing only between them
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @backtest_app.command("run")
@@ -32,11 +107,14 @@ def run_command(
     config: ConfigOption = DEFAULT_CONFIG,
     set_: SetOption = None,
     out: OutOption = None,
+    overwrite: OverwriteOption = False,
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Run one backtest and write its report (metrics JSON, trades/fills CSV, equity plot)."""
     configure_logging(json_logs=json_logs)
+    if out is not None:
+        check_out_folder(out, overwrite)  # before any work (a dry run says so too)
     run_config = load_config(BacktestConfig, config, set_)
     if dry_run:
         from qa_engine.config.build import build_backtest_run_config
@@ -46,7 +124,10 @@ def run_command(
         return
     from qa_engine.backtest.runner import run_backtest
 
-    outcome = run_backtest(run_config, run_dir=out)
+    with out_folder(out, overwrite) as run_dir:
+        outcome = run_backtest(run_config, run_dir=run_dir)
+    if out is not None:
+        outcome = dataclasses.replace(outcome, run_dir=out)
     print_summary(outcome)
 
 
@@ -63,6 +144,7 @@ def compare_command(
             "profit_factor, max_drawdown_pct (lower wins), win_rate_pct",
         ),
     ] = "sharpe_ratio",
+    overwrite: OverwriteOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Run every strategy of the config on the same data; one table, an overlaid equity plot, the best."""
@@ -71,15 +153,19 @@ def compare_command(
     from qa_engine.backtest.compare import RankMetric
     from qa_engine.backtest.compare import compare_strategies
     from qa_engine.config.build import build_backtest_run_config
-    from qa_engine.errors import ConfigError
 
     configure_logging(json_logs=json_logs)
+    if out is not None:
+        check_out_folder(out, overwrite)  # before any work
     valid = typing.get_args(RankMetric)
     if metric not in valid:
         raise ConfigError(f"--metric must be one of {', '.join(valid)}; got '{metric}'")
     run_config = load_config(BacktestConfig, config, set_)
     build_backtest_run_config(run_config)  # every strategy validated before the first one runs
-    comparison = compare_strategies(run_config, metric, run_dir=out)
+    with out_folder(out, overwrite) as run_dir:
+        comparison = compare_strategies(run_config, metric, run_dir=run_dir)
+    if out is not None:
+        comparison = dataclasses.replace(comparison, run_dir=out)
     stdout_console.print(
         metrics_table(
             f"Strategies compared ({run_config.id})",

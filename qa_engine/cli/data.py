@@ -2,6 +2,10 @@
 
 The work is qa_engine.data.download (resumable, rate-limit aware, verified); the venue clients come from
 adapters/ through qa_engine.plugins. Run the same command again after an interruption: it resumes.
+
+Exit codes: 2 for bad input (options, symbols the venue does not list, data that fails validation); 1 when
+the venue fails: it kept failing past the retry budget, or it cannot be reached at all (its host name does
+not resolve or it refuses the connection), which ends at once with one line naming the host, not retried.
 """
 
 from __future__ import annotations
@@ -76,7 +80,12 @@ AttemptsOption = Annotated[
     int, typer.Option("--max-attempts", min=1, help="attempts per request before giving up")
 ]
 MaxWaitOption = Annotated[
-    float, typer.Option("--max-wait-secs", min=0, help="most back-off and rate-limit waiting for one request")
+    float,
+    typer.Option(
+        "--max-wait-secs",
+        min=0,
+        help="most back-off and rate-limit waiting for one request (an unreachable host is not retried)",
+    ),
 ]
 CommitOption = Annotated[
     int,

@@ -33,6 +33,10 @@ Venue behaviour (`VenueCaller`, on tenacity): rate limits (HTTP 429/418, Bybit r
 `VenueRateLimitedError`) wait what the venue asks (Retry-After, reset timestamp); server errors, timeouts,
 broken and truncated bodies (`VenueTransientError`) are retried with jittered exponential back-off, each
 wait capped, attempts capped and total waiting capped; running out is a VenueError (exit 1, "run again").
+A venue that cannot be reached at all (`VenueUnreachableError`: its host name does not resolve, or it refuses
+the connection) before any of its answers came is not retried: retrying cannot help without a network or with
+a wrong --base-url, so it is a VenueError at once (exit 1) naming the host. Once the venue has answered, the
+same failure is a passing network blip and is retried like any transient error.
 Any other rejection (`VenueRejectedError`: bad symbol, bad interval) is a DataError naming symbol and range.
 Rate-limit headers (Binance used weight, Bybit remaining requests) come back as a pause before the next call.
 """
@@ -43,6 +47,7 @@ import difflib
 import json
 import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -55,6 +60,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 import polars as pl
@@ -113,6 +119,36 @@ class VenueRateLimitedError(Exception):
 
 class VenueTransientError(Exception):
     """A failure that may pass: 5xx, timeout, broken connection, truncated or malformed body."""
+
+
+class VenueUnreachableError(VenueTransientError):
+    """No connection to the venue's host at all: its name does not resolve, or it refuses the connection."""
+
+    def __init__(self, message: str, host: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+def unreachable_error(exc: BaseException, url: str | None = None) -> VenueUnreachableError | None:
+    """A VenueUnreachableError when `exc` (a requests/urllib3 connection error, looked at down its chain of
+    causes) comes from a failed name resolution or a refused connection; else None. `url` names the host when
+    the exception does not carry its request."""
+    request = getattr(exc, "request", None)
+    target = urlsplit(getattr(request, "url", None) or url or "")
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            host = target.hostname or "the venue's host"
+            return VenueUnreachableError(
+                f"cannot resolve the host name {host} ({error.strerror or error})", host
+            )
+        if isinstance(error, ConnectionRefusedError):
+            host = target.netloc or "the venue's host"
+            return VenueUnreachableError(f"{host} refused the connection", host)
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class VenueRejectedError(Exception):
@@ -207,6 +243,12 @@ class VenueCaller:
         self.stats = RequestStats()
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._venue_answered = False  # set once a request got through to the venue's host
+
+    def _retryable(self, error: BaseException) -> bool:
+        if isinstance(error, VenueUnreachableError) and not self._venue_answered:
+            return False  # never reached: no network, or a wrong host; waiting will not change that
+        return isinstance(error, (VenueRateLimitedError, VenueTransientError))
 
     def _backoff_secs(self, attempt: int) -> float:
         exponential = self.policy.initial_wait_secs * 2 ** (attempt - 1)
@@ -251,10 +293,17 @@ class VenueCaller:
 
         def counted() -> T:
             self.stats.requests += 1
-            return request()
+            try:
+                answer = request()
+            except (VenueRateLimitedError, VenueTransientError, VenueRejectedError) as exc:
+                if not isinstance(exc, VenueUnreachableError):
+                    self._venue_answered = True  # any failure but an unreachable host counts as reached
+                raise
+            self._venue_answered = True
+            return answer
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((VenueRateLimitedError, VenueTransientError)),
+            retry=tenacity.retry_if_exception(self._retryable),
             wait=self._wait,
             stop=self._stop,
             sleep=self._sleep_counted,
@@ -279,6 +328,11 @@ class VenueCaller:
                 f"the download resumes where it stopped",
             ) from exc
         except VenueTransientError as exc:
+            if isinstance(exc, VenueUnreachableError) and not self._venue_answered:  # not retried
+                raise VenueError(
+                    f"{what}: the venue is unreachable: {exc}; not retried: check the network connection "
+                    f"(DNS, proxy, firewall) and --base-url if given, then run the same command again",
+                ) from exc
             attempts = self.stats.requests - attempts_before
             raise VenueError(
                 f"{what}: failed {attempts} time(s), last: {exc}; run the same command again later: "
