@@ -3,7 +3,7 @@
 
 Every command checks its output folders before it loads data or trains (`pipeline.guard_output`): a
 folder under `artifacts/` (committed) or one that already holds a finished artifact/report needs
-`--force` (also a `--publish` folder), and `--resume` needs a checkpoint in `--out`; otherwise exit 2
+`--overwrite` (also a `--publish` folder), and `--resume` needs a checkpoint in `--out`; otherwise exit 2
 with one line naming the folder, and nothing is written."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ JsonLogsOption = Annotated[bool, typer.Option("--json-logs", help="JSON log line
 ForceOption = Annotated[
     bool,
     typer.Option(
-        "--force",
+        "--overwrite",
         help="allow writing into a committed artifact folder (under artifacts/) or a folder that already "
         "holds a finished artifact/report (manifest.json, report.md, ...): its files are overwritten",
     ),
@@ -197,7 +197,7 @@ def evaluation_command(
 ) -> None:
     """Evaluate trained Oracle / Guardian / Strategist artifacts on their common out-of-sample test range
     (nothing is trained): one report (Markdown, JSON, plots) in a fresh runs/<utc>_<config-id>/ folder
-    (the committed one, artifacts/trinity, only with --out artifacts/trinity --force)."""
+    (the committed one, artifacts/trinity, only with --out artifacts/trinity --overwrite)."""
     configure_logging(json_logs=json_logs)
     _single_stage("evaluation", config, set_, None, False, out, dry_run, None, force)
 

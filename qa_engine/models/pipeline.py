@@ -351,7 +351,7 @@ PUBLISHED_FILES: dict[str, list[str]] = {
 }
 
 
-# ---- output folders: committed artifacts need --force, --resume needs a checkpoint -----------------
+# ---- output folders: committed artifacts need --overwrite, --resume needs a checkpoint -------------
 
 # What a finished run or a published artifact leaves at the top of its folder (glob patterns).
 FINISHED_MARKERS: tuple[str, ...] = (
@@ -418,7 +418,7 @@ def guard_output(
     if not force and _under_committed_artifacts(folder):
         raise ConfigError(
             f"refusing to write into {folder}: a committed artifact folder (under artifacts/); "
-            f"add --force to overwrite it, or pick another {option} folder"
+            f"add --overwrite to overwrite it, or pick another {option} folder"
         )
     if resume:
         if not checkpoints:
@@ -439,5 +439,5 @@ def guard_output(
         if found:
             raise ConfigError(
                 f"refusing to write into {target}: it already holds a finished artifact/report "
-                f"({', '.join(found)}); add --force to overwrite it, or pick another {option} folder"
+                f"({', '.join(found)}); add --overwrite to overwrite it, or pick another {option} folder"
             )

@@ -1,7 +1,7 @@
 """`qa train *` never overwrites committed or finished results by accident (issue 12).
 
 - A folder under `artifacts/` (committed), or one that already holds a finished artifact/report, needs
-  `--force` (also as a `--publish` folder); without it: exit 2, one line naming the folder and the flag.
+  `--overwrite` (also as a `--publish` folder); without it: exit 2, one line naming the folder and the flag.
 - `--resume` without a checkpoint in `--out`: exit 2 naming the folder and the file it looked for.
 - `qa train evaluation` writes to a fresh `runs/<utc>_<id>/` folder by default.
 
@@ -79,7 +79,7 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str], folder: Path, 
     return err
 
 
-# ---- 1. committed folders (under artifacts/) need --force ----------------------------------------
+# ---- 1. committed folders (under artifacts/) need --overwrite ----------------------------------------
 
 COMMITTED_OUT = {
     "oracle": "oracle",
@@ -96,7 +96,7 @@ def test_out_under_artifacts_needs_force(command: str, calls, capsys) -> None:
     folder = ARTIFACTS / COMMITTED_OUT[command]
     before = _hashes(ARTIFACTS)
 
-    _refused(capsys, _argv(command, "--out", str(folder)), folder, "--force", "committed")
+    _refused(capsys, _argv(command, "--out", str(folder)), folder, "--overwrite", "committed")
 
     assert calls == []
     assert _hashes(ARTIFACTS) == before
@@ -107,9 +107,12 @@ def test_the_issue_command_resume_into_committed_oracle_is_refused(calls, capsys
     folder = ARTIFACTS / "oracle"
     before = _hashes(ARTIFACTS)
 
-    _refused(capsys, _argv("oracle", "--out", str(folder), "--resume"), folder, "--force")
+    _refused(capsys, _argv("oracle", "--out", str(folder), "--resume"), folder, "--overwrite")
     _refused(
-        capsys, _argv("oracle", "--out", str(folder), "--resume", "--force"), folder, "checkpoints/last.pt"
+        capsys,
+        _argv("oracle", "--out", str(folder), "--resume", "--overwrite"),
+        folder,
+        "checkpoints/last.pt",
     )
 
     assert calls == []
@@ -122,7 +125,7 @@ def test_publish_into_artifacts_needs_force(command: str, calls, capsys, tmp_pat
     before = _hashes(ARTIFACTS)
 
     argv = _argv(command, "--out", str(tmp_path / "run"), "--publish", str(folder))
-    _refused(capsys, argv, folder, "--force", "--publish")
+    _refused(capsys, argv, folder, "--overwrite", "--publish")
 
     assert calls == []
     assert not (tmp_path / "run").exists()
@@ -135,7 +138,7 @@ def test_a_relative_artifacts_folder_of_the_working_directory_is_committed_too(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "artifacts" / "mine").mkdir(parents=True)
 
-    _refused(capsys, _argv("oracle", "--out", "artifacts/mine"), Path("artifacts/mine"), "--force")
+    _refused(capsys, _argv("oracle", "--out", "artifacts/mine"), Path("artifacts/mine"), "--overwrite")
 
     assert calls == []
     assert list((tmp_path / "artifacts" / "mine").iterdir()) == []
@@ -150,7 +153,7 @@ def test_dry_run_into_artifacts_writes_nothing_and_is_allowed(calls, capsys) -> 
     assert _hashes(ARTIFACTS) == before
 
 
-# ---- 1b. a folder that already holds a finished artifact / report needs --force -------------------
+# ---- 1b. a folder that already holds a finished artifact / report needs --overwrite -------------------
 
 
 def _finished_copy(tmp_path: Path, source: str, names: tuple[str, ...]) -> Path:
@@ -167,7 +170,7 @@ def test_out_holding_a_finished_artifact_needs_force(command: str, calls, capsys
     folder = _finished_copy(tmp_path, "oracle", ("manifest.json", "report.md"))
     before = _hashes(folder)
 
-    _refused(capsys, _argv(command, "--out", str(folder)), folder, "--force", "manifest.json")
+    _refused(capsys, _argv(command, "--out", str(folder)), folder, "--overwrite", "manifest.json")
 
     assert calls == []
     assert _hashes(folder) == before
@@ -178,7 +181,7 @@ def test_publish_into_a_folder_holding_an_artifact_needs_force(calls, capsys, tm
     before = _hashes(folder)
 
     argv = _argv("guardian", "--out", str(tmp_path / "run"), "--publish", str(folder))
-    _refused(capsys, argv, folder, "--force", "--publish")
+    _refused(capsys, argv, folder, "--overwrite", "--publish")
 
     assert calls == []
     assert _hashes(folder) == before
@@ -192,7 +195,7 @@ def _trinity(tmp_path: Path, *stages: str) -> Path:
 
 
 def test_train_all_refuses_a_finished_stage_folder(calls, capsys, tmp_path: Path) -> None:
-    """Re-evaluating a run replaces its finished evaluation report: --force."""
+    """Re-evaluating a run replaces its finished evaluation report: --overwrite."""
     run = tmp_path / "run"
     (run / "evaluation").mkdir(parents=True)
     shutil.copy2(ARTIFACTS / "trinity" / "report.md", run / "evaluation" / "report.md")
@@ -200,12 +203,12 @@ def test_train_all_refuses_a_finished_stage_folder(calls, capsys, tmp_path: Path
     config = _trinity(tmp_path, "evaluation")
 
     argv = ["train", "all", "--config", str(config), "--out", str(run), "--stages", "evaluation"]
-    _refused(capsys, argv, run / "evaluation", "--force", "report.md")
+    _refused(capsys, argv, run / "evaluation", "--overwrite", "report.md")
 
     assert calls == []
     assert _hashes(run) == before
     with pytest.raises(Reached):
-        main([*argv, "--force"])
+        main([*argv, "--overwrite"])
     assert [name for name, _ in calls] == ["all"]
 
 
@@ -231,7 +234,7 @@ def test_resume_without_a_checkpoint_is_an_error(
         shutil.copy2(ARTIFACTS / "oracle" / "report.md", folder / "report.md")
     before = _hashes(folder)
 
-    argv = _argv(command, "--out", str(folder), "--resume", "--force")
+    argv = _argv(command, "--out", str(folder), "--resume", "--overwrite")
     _refused(capsys, argv, folder, "--resume", "no checkpoint", RESUME_LOOKS_FOR[command])
 
     assert calls == []
@@ -260,7 +263,7 @@ def test_resume_with_a_checkpoint_continues_its_own_finished_run(
     command: str, checkpoint: str, calls, tmp_path: Path
 ) -> None:
     """A run folder of one's own with a checkpoint: --resume continues it (finished files may be
-    rewritten by the run they belong to), no --force needed."""
+    rewritten by the run they belong to), no --overwrite needed."""
     folder = tmp_path / "run"
     (folder / checkpoint).parent.mkdir(parents=True)
     (folder / checkpoint).write_bytes(b"stub")
@@ -272,7 +275,7 @@ def test_resume_with_a_checkpoint_continues_its_own_finished_run(
     assert [name for name, _ in calls] == [command]
 
 
-# ---- --force lets every command past the guard ---------------------------------------------------
+# ---- --overwrite lets every command past the guard ---------------------------------------------------
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -283,7 +286,7 @@ def test_force_lets_the_command_proceed(command: str, calls, tmp_path: Path) -> 
     before = _hashes(ARTIFACTS)
 
     with pytest.raises(Reached):
-        main(_argv(command, "--out", str(folder), "--force"))
+        main(_argv(command, "--out", str(folder), "--overwrite"))
 
     assert [name for name, _ in calls] == [command]
     args = calls[0][1]["args"]
@@ -294,7 +297,11 @@ def test_force_lets_the_command_proceed(command: str, calls, tmp_path: Path) -> 
 @pytest.mark.parametrize("command", ["oracle", "guardian", "strategist", "baselines"])
 def test_force_lets_publish_into_artifacts_proceed(command: str, calls, tmp_path: Path) -> None:
     with pytest.raises(Reached):
-        main(_argv(command, "--out", str(tmp_path / "run"), "--publish", str(ARTIFACTS / command), "--force"))
+        main(
+            _argv(
+                command, "--out", str(tmp_path / "run"), "--publish", str(ARTIFACTS / command), "--overwrite"
+            )
+        )
 
     assert [name for name, _ in calls] == [command]
 

@@ -211,8 +211,8 @@ def test_stages_evaluation_reevaluates_an_earlier_run_without_training(pipeline_
     (run / "evaluation" / "report.json").unlink()
     argv = ["train", "all", "--config", str(trinity), "--out", str(run), "--stages", "evaluation"]
 
-    assert main(argv) == 2  # report.md is still there: replacing a finished report needs --force
-    code = main([*argv, "--force"])
+    assert main(argv) == 2  # report.md is still there: replacing a finished report needs --overwrite
+    code = main([*argv, "--overwrite"])
 
     assert code == 0
     assert (run / "evaluation" / "report.json").is_file()
