@@ -181,12 +181,8 @@ class TargetPositionStrategy(Strategy):
             quantity=self.instrument.make_qty(abs(delta)),
             tags=[f"{decision.signal}|{decision.confidence_pct:.0f}|{decision.reasoning}"],
         )
-        price = (
-            Decimal(str(self.cache.bar(self.config.bar_type).close))
-            if self.cache.bar(self.config.bar_type)
-            else None
-        )
-        denial = self.margin_denial(delta, price) if price is not None else None
+        last_bar = self.cache.bar(self.config.bar_type)
+        denial = self.margin_denial(delta, last_bar.close.as_decimal()) if last_bar is not None else None
         if denial is not None:
             self.deny(order, denial)
             self._held_fraction = None  # try again on the next decision

@@ -91,7 +91,11 @@ class FundingSettlementModule(SimulationModule):
         due = [update for update in pending if update.ts_event <= data.ts_init]
         if not due:
             return
-        self._pending[instrument_id] = [update for update in pending if update.ts_event > data.ts_init]
+        later = [update for update in pending if update.ts_event > data.ts_init]
+        if later:
+            self._pending[instrument_id] = later
+        else:  # keeps `not self._pending` the cheap test of every bar between funding times
+            del self._pending[instrument_id]
         for update in due:
             price = data.close if data.ts_init == update.ts_event else data.open
             self._settle(update, price.as_decimal())

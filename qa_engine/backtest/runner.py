@@ -21,8 +21,8 @@ from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.backtest.node import BacktestNode
 
 from qa_engine.backtest.recorder import RunRecorderActor
-from qa_engine.config.build import build_backtest_run_config
-from qa_engine.config.build import funding_plan
+from qa_engine.config.build import FundingPlan
+from qa_engine.config.build import build_backtest_run
 from qa_engine.config.loader import dump_toml
 from qa_engine.config.models import BacktestConfig
 from qa_engine.errors import ConfigError
@@ -78,19 +78,19 @@ def run_backtest(
     """Run, report, write the run folder. `inspect(engine)` is called before the engine is disposed
     (tests and research read actors' in-memory state there)."""
     run_dir = run_dir or default_run_dir(config)
-    run_config = build_backtest_run_config(config, run_dir=run_dir)  # refuses before anything is written
+    run_config, plan = build_backtest_run(config, run_dir=run_dir)  # refuses before anything is written
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_toml(config), encoding="utf-8")
     try:
-        return _run(config, run_config, run_dir, inspect)
+        return _run(config, run_config, plan, run_dir, inspect)
     except ConfigError:
         if created:  # refused (e.g. an actor refused its artifact at start): leave no run folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
-def _run(config: BacktestConfig, run_config, run_dir: Path, inspect) -> BacktestOutcome:
+def _run(config: BacktestConfig, run_config, plan: FundingPlan, run_dir: Path, inspect) -> BacktestOutcome:
     started = time.perf_counter()
     node = BacktestNode(configs=[run_config])
     try:
@@ -112,7 +112,7 @@ def _run(config: BacktestConfig, run_config, run_dir: Path, inspect) -> Backtest
         if plugin_errors:
             raise PluginError("; ".join(plugin_errors))
         recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))
-        report = build_report(config, recorder, funding_plan(config))
+        report = build_report(config, recorder, plan)
         if inspect is not None:
             inspect(engine)
         bars = recorder.bars_seen

@@ -184,13 +184,13 @@ def ingest_funding_command(
     from qa_engine.data.funding import merge_funding_rates
     from qa_engine.data.funding import read_funding_file
     from qa_engine.data.ingest import catalog_writer
+    from qa_engine.data.ingest import check_catalog_root
     from qa_engine.data.ingest import write_instrument
 
     configure_logging(json_logs=json_logs)
     if start and end and end < start:
         raise ConfigError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
-    if catalog.exists() and not catalog.is_dir():
-        raise ConfigError(f"--catalog {catalog}: is a file, not a catalog directory")
+    check_catalog_root(catalog)
     instrument = load_instrument(venue.value, symbol)
     frame = read_funding_file(path)
     if start:

@@ -370,6 +370,13 @@ def signal_data_configs(config: BacktestConfig) -> list[BacktestDataConfig]:
 
 def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = None) -> BacktestRunConfig:
     """Translate and validate. Raises ConfigError with one readable message."""
+    return build_backtest_run(config, run_dir)[0]
+
+
+def build_backtest_run(
+    config: BacktestConfig, run_dir: Path | None = None
+) -> tuple[BacktestRunConfig, FundingPlan]:
+    """The validated Nautilus run config, and the funding plan it was built with (for the report)."""
     currencies = {venue.currency for venue in config.venues}
     if len(currencies) > 1:
         raise ConfigError(
@@ -450,4 +457,4 @@ def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = Non
         run_config.validate()
     except Exception as exc:
         raise ConfigError(f"Nautilus rejected the built config: {exc}") from exc
-    return run_config
+    return run_config, plan

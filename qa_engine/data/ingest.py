@@ -131,7 +131,7 @@ def ingest_klines(
     if not file_paths:
         raise DataError("no kline files given; pass at least one .parquet, .csv or .zip path")
     catalog_root = Path(catalog_path)
-    _check_catalog_root(catalog_root)
+    check_catalog_root(catalog_root)
     bar_type = BarType.from_str(bar_type_string(instrument.id.value, kline_interval))
 
     frames = []
@@ -208,7 +208,7 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
-def _check_catalog_root(catalog_root: Path) -> None:
+def check_catalog_root(catalog_root: Path) -> None:
     """The catalog root is a folder or can be created as one: checked before any file is read."""
     blocking = next(
         (path for path in (catalog_root, *catalog_root.parents) if path.exists() and not path.is_dir()), None

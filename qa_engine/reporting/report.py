@@ -189,12 +189,12 @@ def funding_summary(recorder, plan) -> dict[str, Any]:
             by_instrument.get(payment.instrument_id, Decimal(0)) + payment.amount
         )
     return {
-        "simulated": bool(plan.settled) if plan is not None else False,
+        "simulated": bool(plan.settled),
         "total": float(recorder.funding_total),
         "settlements": len(recorder.funding_payments),
         "by_instrument": {name: float(total) for name, total in by_instrument.items()},
-        "settled": plan.settled if plan is not None else {},
-        "not_settled": plan.not_settled if plan is not None else {},
+        "settled": plan.settled,
+        "not_settled": plan.not_settled,
     }
 
 
@@ -232,7 +232,8 @@ def venue_simulation(config: BacktestConfig, recorder) -> dict[str, Any]:
     }
 
 
-def build_report(config: BacktestConfig, recorder, funding_plan=None) -> BacktestReport:
+def build_report(config: BacktestConfig, recorder, funding_plan) -> BacktestReport:
+    """`funding_plan`: qa_engine.config.build.FundingPlan, which perpetuals had funding settled."""
     starting_balance = sum((Decimal(str(v.starting_balance)) for v in config.venues), Decimal(0))
     trades = trades_frame(recorder.round_trips)
     smallest_interval_ns = min(INTERVAL_SECS[b.interval] for b in config.data.bars) * 1_000_000_000
