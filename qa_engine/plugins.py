@@ -78,3 +78,14 @@ def load_historical_venue(market: str, base_url: str | None = None, timeout_secs
     if market not in downloaders:
         raise ConfigError(f"no downloader for market '{market}'; known: {', '.join(sorted(downloaders))}")
     return import_object(downloaders[market])(base_url=base_url, timeout_secs=timeout_secs)
+
+
+LIVE_CLIENTS_MODULE = "adapters"  # declares LIVE_CLIENTS: dict[source, "module:function"]
+
+
+def load_live_clients(source: str) -> Any:
+    """The adapter's `live_clients(LiveClientSpec) -> LiveClients` for `source` (bybit, binance)."""
+    factories = _registry(LIVE_CLIENTS_MODULE, "LIVE_CLIENTS")
+    if source not in factories:
+        raise ConfigError(f"no live clients for '{source}'; known: {', '.join(sorted(factories))}")
+    return import_object(factories[source])

@@ -293,3 +293,111 @@ class BacktestConfig(_Model):
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_\-]+", "-", text.lower()).strip("-")
+
+
+# --- live runs ---------------------------------------------------------------------------------------
+
+Environment = Literal["testnet", "demo", "mainnet"]
+_HTTP_URL = r"^https?://\S+$"
+_WS_URL = r"^wss?://\S+$"
+
+
+class BybitEndpointsConfig(_Model):
+    """Where each Bybit connection goes; None: the environment's own URL. Used by rehearsals against
+    `qa venue simulate` (http://127.0.0.1:..., ws://127.0.0.1:...) and by proxies."""
+
+    http: str | None = Field(
+        None, pattern=_HTTP_URL, description="REST base URL, e.g. https://api-testnet.bybit.com"
+    )
+    ws_public: str | None = Field(None, pattern=_WS_URL, description="public (market data) websocket, linear")
+    ws_private: str | None = Field(
+        None, pattern=_WS_URL, description="private (orders, fills, wallet) websocket"
+    )
+    ws_trade: str | None = Field(None, pattern=_WS_URL, description="trade (order entry) websocket")
+
+    def overridden(self) -> bool:
+        return any(value is not None for value in (self.http, self.ws_public, self.ws_private, self.ws_trade))
+
+
+class BinanceEndpointsConfig(_Model):
+    http: str | None = Field(None, pattern=_HTTP_URL, description="USD-M futures REST base URL")
+    ws: str | None = Field(None, pattern=_WS_URL, description="USD-M futures market-data websocket")
+
+
+class LiveSettings(_Model):
+    environment: Environment = Field(
+        "testnet", description="Bybit environment: testnet (default), demo, or mainnet (needs --yes)"
+    )
+    execution: Literal["bybit", "paper"] = Field(
+        "bybit",
+        description="bybit: orders go to Bybit; paper: a sandbox on live data with the backtest's fee, "
+        "slippage, margin and funding rules (no keys needed for orders)",
+    )
+    data_source: Literal["bybit", "binance"] = Field(
+        "bybit", description="market data from Bybit, or Binance USD-M futures (bars of BINANCE instruments)"
+    )
+    flatten_on_stop: bool = Field(
+        False,
+        description="on SIGINT/SIGTERM close every position at market (open orders are always cancelled)",
+    )
+    reconcile: bool = Field(True, description="on start, load the venue's open orders, fills and positions")
+    reconciliation_lookback_mins: int | None = Field(
+        1440, ge=1, description="how far back start-up reconciliation reads orders and fills (None: all)"
+    )
+    max_runtime_secs: float | None = Field(
+        None, gt=0, description="stop by itself after this long (as SIGTERM does); None: until a signal"
+    )
+    bybit: BybitEndpointsConfig = BybitEndpointsConfig()
+    binance: BinanceEndpointsConfig = BinanceEndpointsConfig()
+
+
+class LiveConfig(_Model):
+    """One live run. The strategies and actors sections are the same objects as in a backtest config."""
+
+    id: str = Field(description="config id: names the run folder", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    description: str = ""
+    venues: list[VenueConfig] = Field(
+        min_length=1,
+        description="the execution venue (BYBIT): leverage; with execution = 'paper' also the simulated "
+        "account (starting balance, fees, slippage, funding, liquidation)",
+    )
+    bars: list[BarsConfig] = Field(min_length=1, description="bar series the node subscribes to")
+    strategies: list[ComponentConfig] = Field(min_length=1)
+    actors: list[ComponentConfig] = Field(default_factory=list)
+    engine: EngineConfig = EngineConfig()
+    output: OutputConfig = OutputConfig()
+    live: LiveSettings = LiveSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> LiveConfig:
+        names = [venue.name for venue in self.venues]
+        if names != ["BYBIT"]:
+            raise ValueError(f"live runs execute on one venue, BYBIT; venues lists {names}")
+        data_venue = "BINANCE" if self.live.data_source == "binance" else "BYBIT"
+        for bars in self.bars:
+            if bars.venue != data_venue:
+                raise ValueError(
+                    f"bars {bars.instrument_id}: data_source '{self.live.data_source}' streams "
+                    f"{data_venue} instruments only"
+                )
+        if self.live.execution == "paper" and self.live.data_source != "bybit":
+            raise ValueError("execution 'paper' simulates BYBIT on its own bars: set data_source = 'bybit'")
+        bar_types = [bars.bar_type for bars in self.bars]
+        if len(set(bar_types)) != len(bar_types):
+            raise ValueError("the same instrument and interval is listed twice in bars")
+        return self
+
+    @classmethod
+    def from_backtest(cls, config: BacktestConfig, live: LiveSettings) -> LiveConfig:
+        """The live run of a backtest config: the same strategy and actor objects, the same venue."""
+        return cls(
+            id=config.id,
+            description=config.description,
+            venues=config.venues,
+            bars=config.data.bars,
+            strategies=config.strategies,
+            actors=config.actors,
+            engine=config.engine,
+            output=config.output,
+            live=live,
+        )

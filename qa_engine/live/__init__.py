@@ -1,0 +1,1 @@
+"""Live trading: the TradingNode builder, the loopback Bybit v5 exchange, parity with backtests."""
