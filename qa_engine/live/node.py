@@ -1,0 +1,271 @@
+"""The live TradingNode, built from a LiveConfig: the same strategy and actor objects as a backtest.
+
+    plan = plan_live_run(config, run_dir)        # validates, resolves plug-ins and keys; nothing starts
+    exit_code = run_live_node(plan)              # runs until SIGINT / SIGTERM / max_runtime_secs
+
+Data clients come from adapters/ (qa_engine.plugins.load_live_clients): Bybit or Binance USD-M futures.
+Execution: Bybit, or `paper` (qa_engine.live.paper: Nautilus' sandbox with the backtest's venue rules).
+On start Nautilus reconciles with the venue (open orders, fills, positions: LiveExecEngineConfig
+reconciliation). On SIGINT / SIGTERM Nautilus stops the trader: every strategy cancels its open orders
+(strategies/base.py on_stop) and, with `flatten_on_stop`, closes its positions at market (Nautilus'
+`manage_stop` market exit) before the clients disconnect.
+
+The run folder holds the resolved config (no secrets: keys never enter a config), Nautilus' log, the order
+journal (orders.jsonl, written as orders happen) and summary.json (written at a clean stop).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from nautilus_trader.config import ImportableActorConfig
+from nautilus_trader.config import ImportableStrategyConfig
+from nautilus_trader.config import LiveExecEngineConfig
+from nautilus_trader.config import LoggingConfig
+from nautilus_trader.config import TradingNodeConfig
+
+from qa_engine.config.build import build_venue_configs
+from qa_engine.config.build import resolve_component
+from qa_engine.config.models import BacktestConfig
+from qa_engine.config.models import LiveConfig
+from qa_engine.errors import ConfigError
+from qa_engine.live.clients import Credentials
+from qa_engine.live.clients import LiveClients
+from qa_engine.live.clients import LiveClientSpec
+from qa_engine.live.clients import credentials_from_environment
+from qa_engine.live.journal import JOURNAL_FILE
+from qa_engine.plugins import load_live_clients
+
+JOURNAL_PATH = "qa_engine.live.journal:OrderJournalActor"
+JOURNAL_CONFIG_PATH = "qa_engine.live.journal:OrderJournalConfig"
+PAPER_CLIENT = "BYBIT"
+
+
+@dataclass
+class LivePlan:
+    """Everything needed to start the node, and what it is about to trade (for the start banner)."""
+
+    config: LiveConfig
+    run_dir: Path
+    node_config: TradingNodeConfig
+    data_factories: dict[str, type] = field(default_factory=dict)
+    exec_factories: dict[str, type] = field(default_factory=dict)
+    banner: dict[str, Any] = field(default_factory=dict)
+
+
+def traded_instruments(config: LiveConfig) -> list[str]:
+    """The Bybit instruments the strategies trade (their `instrument_id` parameters, else the bars')."""
+    ids = [str(s.params["instrument_id"]) for s in config.strategies if "instrument_id" in s.params]
+    if not ids:
+        ids = [bars.instrument_id for bars in config.bars]
+    for instrument_id in ids:
+        if not instrument_id.endswith(".BYBIT"):
+            raise ConfigError(
+                f"strategy instrument {instrument_id}: live execution trades BYBIT instruments only"
+            )
+    return list(dict.fromkeys(ids))
+
+
+def _paper_exec_config(config: LiveConfig, instrument_ids: list[str]):
+    from qa_engine.config.build import FundingPlan
+    from qa_engine.live.paper import PaperExecClientConfig
+
+    venue = config.venues[0]
+    # The backtest venue config of the same venue: slippage, fees, margin model, liquidation module.
+    stand_in = BacktestConfig.model_validate(
+        {
+            "id": config.id,
+            "venues": [venue.model_dump()],
+            "data": {
+                "bars": [b.model_dump() for b in config.bars],
+                "start": "2000-01-01",
+                "end": "2000-01-02",
+            },
+            "strategies": [s.model_dump() for s in config.strategies],
+        }
+    )
+    venue_config = build_venue_configs(stand_in, FundingPlan({}, {}))[0]
+    return PaperExecClientConfig(
+        venue=venue.name,
+        starting_balances=[f"{venue.starting_balance} {venue.currency}"],
+        base_currency=venue.currency,
+        oms_type=venue.oms_type,
+        account_type=venue.account_type,
+        default_leverage=venue.leverage,
+        venue_config=venue_config,
+        funding_instrument_ids=instrument_ids if venue.simulate_funding else None,
+    )
+
+
+def plan_live_run(
+    config: LiveConfig,
+    run_dir: Path,
+    *,
+    credentials: Credentials | None = None,
+) -> LivePlan:
+    """Validate and build; nothing connects. Keys: `credentials`, else the environment's variables."""
+    live = config.live
+    paper = live.execution == "paper"
+    if credentials is None:
+        credentials = credentials_from_environment(live.environment, required=not paper)
+    strategies = [resolve_component(c, "strategy", i) for i, c in enumerate(config.strategies)]
+    actors = [resolve_component(c, "actor", i) for i, c in enumerate(config.actors)]
+    instrument_ids = traded_instruments(config)
+    venue = config.venues[0]
+    leverages = {i.rsplit(".", 1)[0]: max(1, int(venue.leverage)) for i in instrument_ids}
+
+    data_factories: dict[str, type] = {}
+    exec_factories: dict[str, type] = {}
+    data_clients: dict[str, Any] = {}
+    exec_clients: dict[str, Any] = {}
+
+    bybit_endpoints = live.bybit.model_dump()
+    bybit: LiveClients = load_live_clients("bybit")(
+        LiveClientSpec(
+            environment=live.environment,
+            instrument_ids=tuple(instrument_ids),
+            endpoints=bybit_endpoints,
+            credentials=credentials,
+            leverages=leverages,
+            want_data=live.data_source == "bybit" or paper,
+            want_execution=not paper,
+            reconciliation=live.reconcile,
+        )
+    )
+    if bybit.data_config is not None:
+        data_clients[bybit.name] = bybit.data_config
+        data_factories[bybit.name] = bybit.data_factory
+    if bybit.exec_config is not None:
+        exec_clients[bybit.name] = bybit.exec_config
+        exec_factories[bybit.name] = bybit.exec_factory
+    if live.data_source == "binance":
+        binance = load_live_clients("binance")(
+            LiveClientSpec(
+                environment=live.environment,
+                instrument_ids=tuple(dict.fromkeys(b.instrument_id for b in config.bars)),
+                endpoints=live.binance.model_dump(),
+                want_execution=False,
+            )
+        )
+        data_clients[binance.name] = binance.data_config
+        data_factories[binance.name] = binance.data_factory
+    if paper:
+        from qa_engine.live.paper import PaperExecClientFactory
+
+        exec_clients[PAPER_CLIENT] = _paper_exec_config(config, instrument_ids)
+        exec_factories[PAPER_CLIENT] = PaperExecClientFactory
+
+    manage_stop = {"manage_stop": True} if live.flatten_on_stop else {}
+    journal = ImportableActorConfig(
+        actor_path=JOURNAL_PATH,
+        config_path=JOURNAL_CONFIG_PATH,
+        config={
+            "component_id": "OrderJournal",
+            "path": str(run_dir / JOURNAL_FILE),
+            "bar_types": [bars.bar_type for bars in config.bars],
+        },
+    )
+    node_config = TradingNodeConfig(
+        trader_id=config.engine.trader_id,
+        logging=LoggingConfig(
+            log_level=config.engine.log_level,
+            log_level_file="INFO",
+            log_directory=str(run_dir),
+            log_file_name="nautilus",
+            log_colors=False,
+        ),
+        exec_engine=LiveExecEngineConfig(
+            reconciliation=live.reconcile and not paper,
+            reconciliation_lookback_mins=live.reconciliation_lookback_mins,
+            reconciliation_startup_delay_secs=1.0,
+            open_check_interval_secs=None if paper else 10.0,  # polls the venue for orders a drop hid
+        ),
+        data_clients=data_clients,
+        exec_clients=exec_clients,
+        strategies=[
+            ImportableStrategyConfig(
+                strategy_path=s.component_path, config_path=s.config_path, config={**s.params, **manage_stop}
+            )
+            for s in strategies
+        ],
+        actors=[journal]
+        + [
+            ImportableActorConfig(actor_path=a.component_path, config_path=a.config_path, config=a.params)
+            for a in actors
+        ],
+        timeout_connection=30.0,
+        timeout_reconciliation=15.0,
+        timeout_portfolio=10.0,
+        timeout_disconnection=5.0,
+        timeout_post_stop=3.0,
+    )
+    # No node_config.validate(): its msgspec round trip types adapter client configs as the base classes
+    # and rejects their fields; every part was built from a validated model or a Nautilus config class.
+    banner = {
+        "environment": live.environment,
+        "execution": "paper (sandbox, backtest rules)" if paper else f"Bybit {live.environment}",
+        "market data": "Binance USD-M futures"
+        if live.data_source == "binance"
+        else f"Bybit {live.environment}",
+        "instruments": ", ".join(instrument_ids),
+        "bars": ", ".join(b.bar_type for b in config.bars),
+        "strategies": ", ".join(s.name for s in config.strategies),
+        "leverage": f"{venue.leverage:g}x",
+        "on stop": "cancel open orders, close positions" if live.flatten_on_stop else "cancel open orders",
+        "endpoints": "overridden" if live.bybit.overridden() else "the environment's own",
+        "api key": "from the environment" if credentials else "none (public data only)",
+    }
+    return LivePlan(config, run_dir, node_config, data_factories, exec_factories, banner)
+
+
+def run_live_node(plan: LivePlan) -> dict[str, Any]:
+    """Build and run the node until a signal or `max_runtime_secs`; returns the summary it writes."""
+    from nautilus_trader.live.node import TradingNode
+
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    node = TradingNode(config=plan.node_config)
+    for name, factory in plan.data_factories.items():
+        node.add_data_client_factory(name, factory)
+    for name, factory in plan.exec_factories.items():
+        node.add_exec_client_factory(name, factory)
+    node.build()
+    loop = node.get_event_loop()
+    max_runtime = plan.config.live.max_runtime_secs
+    if max_runtime is not None and loop is not None:
+        loop.call_later(max_runtime, node.stop)
+    started = time.monotonic()
+    try:
+        node.run()
+    finally:
+        summary = _summary(node, plan, time.monotonic() - started)
+        (plan.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        node.dispose()
+    return summary
+
+
+def _summary(node, plan: LivePlan, runtime_secs: float) -> dict[str, Any]:
+    cache = node.kernel.cache
+    accounts = {}
+    for account in cache.accounts():
+        accounts[str(account.id)] = {
+            str(currency): str(account.balance_total(currency)) for currency in account.currencies()
+        }
+    positions = {
+        str(position.instrument_id): str(position.signed_decimal_qty()) for position in cache.positions_open()
+    }
+    return {
+        "config_id": plan.config.id,
+        "environment": plan.config.live.environment,
+        "execution": plan.config.live.execution,
+        "runtime_secs": round(runtime_secs, 3),
+        "orders": len(cache.orders()),
+        "orders_open": len(cache.orders_open()),
+        "fills": sum(len(order.trade_ids) for order in cache.orders()),
+        "positions_open": positions,
+        "accounts": accounts,
+    }
