@@ -17,6 +17,7 @@ from qa_engine.cli.live import live_app
 from qa_engine.cli.new import new_app
 from qa_engine.cli.signals import signals_app
 from qa_engine.cli.train import train_app
+from qa_engine.cli.venue import venue_app
 from qa_engine.errors import QAError
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.add_typer(live_app, name="live")
 app.add_typer(train_app, name="train")
 app.add_typer(new_app, name="new")
 app.add_typer(signals_app, name="signals")
+app.add_typer(venue_app, name="venue")
 
 
 def main(argv: list[str] | None = None) -> int:
