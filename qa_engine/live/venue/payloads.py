@@ -1,9 +1,10 @@
 """Bybit v5 record shapes of the loopback venue: the dicts VenueBooks puts in its events and query results.
 
 Field names, value types (numbers as strings, ms timestamps as strings, `reduceOnly` a bool,
-`positionIdx` / `triggerDirection` ints) follow the real payloads in tests/data/bybit_api_samples and
-/work/shared/data/bybit_api_samples (ws_account_order*.json, ws_account_execution.json,
-ws_account_position.json, ws_account_wallet.json and their http_get_* twins). Every field NautilusTrader's
+`positionIdx` / `triggerDirection` ints) follow the real payloads in tests/data/bybit_api_samples
+(ws_account_order_filled.json, ws_account_execution.json, ws_account_position.json,
+ws_account_wallet.json and their http_get_* twins;
+tests/unit/live/test_venue_books.py checks every field and type against them). Every field NautilusTrader's
 Bybit adapter deserializes without a default (crates/adapters/bybit/src/websocket/messages.rs,
 http/models.rs) is present: a record that lacks one is dropped by the live node. One record serves both
 the private websocket and the REST query of the same kind (the REST list entries carry a few extra

@@ -54,8 +54,6 @@ ACCOUNT = AccountSpec(
     default_leverage=Decimal(10),
     maintenance_margin_rates={SYMBOL: Decimal("0.005")},
 )
-SAMPLES = pristine_catalog().parents[1] / "tests" / "data" / "bybit_api_samples"
-SHARED_SAMPLES = "/work/shared/data/bybit_api_samples"
 
 
 def bar(close: str, open_: str | None = None, high: str | None = None, low: str | None = None, i: int = 0):
@@ -271,9 +269,7 @@ def test_instrument_spec_from_a_real_instruments_info_entry():
 
 
 def _sample_record(name: str) -> dict:
-    import pathlib
-
-    payload = json.loads((pathlib.Path(SHARED_SAMPLES) / name).read_text())
+    payload = json.loads(bybit_sample(name).read_text())
     data = payload["data"] if "data" in payload else payload["result"]["list"]
     return data[0]
 
@@ -286,7 +282,6 @@ def _same_shape(record: dict, sample: dict, ignore: set[str] = frozenset()) -> N
             assert type(record[key]) is type(value), f"{key}: {record[key]!r} vs sample {value!r}"
 
 
-@pytest.mark.skipif(not __import__("os").path.isdir(SHARED_SAMPLES), reason="shared samples not mounted")
 def test_records_have_every_field_of_the_real_samples_with_the_same_types():
     venue = books()
     venue.place_order(order(order_type="Limit", price="99000.00"), 1)
