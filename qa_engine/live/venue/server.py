@@ -533,6 +533,7 @@ class LoopbackBybitThread:
         self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-bybit", daemon=True)
         self._config, self._data, self._books = config, data, books
         self.venue: LoopbackBybit | None = None
+        self._mirror: asyncio.Task[None] | None = None
         self.done = threading.Event()
 
     def _call(self, coroutine: Any, timeout: float = 10.0) -> Any:
@@ -544,7 +545,7 @@ class LoopbackBybitThread:
         async def create() -> LoopbackBybit:
             venue = LoopbackBybit(self._config, self._data, self._books)
             await venue.start()
-            asyncio.get_running_loop().create_task(self._mirror_done(venue))
+            self._mirror = asyncio.get_running_loop().create_task(self._mirror_done(venue))
             return venue
 
         self.venue = self._call(create())
@@ -560,6 +561,8 @@ class LoopbackBybitThread:
                 self._call(self.venue.stop(), timeout=SHUTDOWN_SECS + 0.5)
             except TimeoutError:
                 log.warning("venue_stop_timeout")
+        if self._mirror is not None:
+            self._loop.call_soon_threadsafe(self._mirror.cancel)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=0.5)
 
