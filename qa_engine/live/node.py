@@ -16,6 +16,7 @@ journal (orders.jsonl, written as orders happen) and summary.json (written at a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -228,15 +229,16 @@ def run_live_node(plan: LivePlan) -> dict[str, Any]:
     from nautilus_trader.live.node import TradingNode
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    node = TradingNode(config=plan.node_config)
+    loop = asyncio.new_event_loop()  # the node runs on the loop it is given (its clients' tasks live there)
+    asyncio.set_event_loop(loop)
+    node = TradingNode(config=plan.node_config, loop=loop)
     for name, factory in plan.data_factories.items():
         node.add_data_client_factory(name, factory)
     for name, factory in plan.exec_factories.items():
         node.add_exec_client_factory(name, factory)
     node.build()
-    loop = node.get_event_loop()
     max_runtime = plan.config.live.max_runtime_secs
-    if max_runtime is not None and loop is not None:
+    if max_runtime is not None:
         loop.call_later(max_runtime, node.stop)
     started = time.monotonic()
     try:
