@@ -15,6 +15,7 @@ from qa_engine.cli.data import data_app
 from qa_engine.cli.features import features_app
 from qa_engine.cli.live import live_app
 from qa_engine.cli.new import new_app
+from qa_engine.cli.parity import parity_command
 from qa_engine.cli.signals import signals_app
 from qa_engine.cli.train import train_app
 from qa_engine.cli.venue import venue_app
@@ -38,6 +39,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(new_app, name="new")
 app.add_typer(signals_app, name="signals")
 app.add_typer(venue_app, name="venue")
+app.command("parity")(parity_command)
 
 
 def main(argv: list[str] | None = None) -> int:
