@@ -57,12 +57,13 @@ def simulate(
     ] = Decimal("10000"),
     maker_fee_rate: Annotated[Decimal, typer.Option("--maker-fee-rate")] = Decimal("0.0002"),
     taker_fee_rate: Annotated[Decimal, typer.Option("--taker-fee-rate")] = Decimal("0.00055"),
-    slippage_bps: Annotated[Decimal, typer.Option("--slippage-bps", help="market-order slippage")] = Decimal(
-        "0"
-    ),
+    slippage_bps: Annotated[
+        Decimal, typer.Option("--slippage-bps", help="market-order slippage (the backtest's default: 1 bp)")
+    ] = Decimal("1"),
     leverage: Annotated[
-        Decimal, typer.Option("--leverage", help="default leverage of every position")
-    ] = Decimal("10"),
+        Decimal,
+        typer.Option("--leverage", help="default leverage of every position (the backtest's default: 3)"),
+    ] = Decimal("3"),
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="QA_VENUE_API_KEY")] = None,
     api_secret: Annotated[str | None, typer.Option("--api-secret", envvar="QA_VENUE_API_SECRET")] = None,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="JSON log lines on stderr")] = False,
