@@ -9,6 +9,7 @@ pointing at it, and `qa live run` as a child process (a real TradingNode, Nautil
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -67,6 +68,7 @@ def live_config(
     slow: int = 8,
     notional_pct: float = 50.0,
     flatten_on_stop: bool = False,
+    log_level: str = "WARNING",
 ) -> LiveConfig:
     """EMA cross (short periods: it trades often) on BTCUSDT 5m, every endpoint on the loopback venue."""
     backtest = BacktestConfig.model_validate(
@@ -101,7 +103,7 @@ def live_config(
                     },
                 }
             ],
-            "engine": {"trader_id": "QA-001", "log_level": "WARNING"},
+            "engine": {"trader_id": "QA-001", "log_level": log_level},
         }
     )
     settings = LiveSettings(
@@ -143,6 +145,7 @@ class LiveNode:
                 stdout=stdout,
                 stderr=subprocess.STDOUT,
             )
+        atexit.register(lambda: process.poll() is None and process.kill())  # a test timed out mid-run
         return cls(process, run_dir, stdout_path)
 
     # --- what the node wrote ---------------------------------------------------------------------
@@ -197,6 +200,15 @@ class LiveNode:
 def venue_position(venue: LoopbackBybitThread) -> Decimal:
     position = venue.state()["books"]["positions"].get(SYMBOL)
     return Decimal(str(position[0])) if position else Decimal(0)
+
+
+def venue_order_link_ids(venue: LoopbackBybitThread) -> list[str]:
+    """The client order ids of every order the venue accepted into its books (rejections never enter)."""
+
+    async def read() -> list[str]:
+        return [record["orderLinkId"] for record in venue.venue.books.order_history()]
+
+    return venue._call(read())
 
 
 def node_position(summary: dict[str, Any]) -> Decimal:
