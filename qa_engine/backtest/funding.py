@@ -88,16 +88,17 @@ class FundingSettlementModule(SimulationModule):
         pending = self._pending.get(instrument_id)
         if not pending:
             return
-        due = [update for update in pending if update.ts_event <= data.ts_init]
+        # ts_event: the bar's close (equal to ts_init in a backtest; live, ts_init is the arrival time)
+        due = [update for update in pending if update.ts_event <= data.ts_event]
         if not due:
             return
-        later = [update for update in pending if update.ts_event > data.ts_init]
+        later = [update for update in pending if update.ts_event > data.ts_event]
         if later:
             self._pending[instrument_id] = later
         else:  # keeps `not self._pending` the cheap test of every bar between funding times
             del self._pending[instrument_id]
         for update in due:
-            price = data.close if data.ts_init == update.ts_event else data.open
+            price = data.close if data.ts_event == update.ts_event else data.open
             self._settle(update, price.as_decimal())
 
     def process(self, ts_now: int) -> None:

@@ -2,7 +2,9 @@
 
 Runs the backtest, then a live node (child process) against the loopback Bybit venue replaying the same
 catalog bars in lockstep, and prints whether the two order sequences are identical (side, type,
-quantity, price to the tick, bar) and where they first differ. Exit 0 identical, 1 different.
+quantity, price to the tick, bar) and the final equities equal to the cent, and where they first
+differ. Exit 0 identical, 1 different. `--paper`: the node's own sandbox fills the orders (same fee,
+margin and funding rules as the backtest, funding rates from the venue's ticker stream).
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ def parity_command(
             "--quiet-ms", min=5, help="lockstep: the venue publishes the next bar after this much quiet"
         ),
     ] = 50,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper", help="the node trades in its own sandbox (paper) on the venue's bars, not on the venue"
+        ),
+    ] = False,
 ) -> None:
     """Backtest vs live node on the loopback venue: identical order sequences? (exit 0 yes, 1 no)"""
     configure_logging()
@@ -55,9 +63,9 @@ def parity_command(
     from qa_engine.live.parity import run_parity
 
     check_parity_config(run_config)
-    report = run_parity(run_config, run_dir, quiet_ms=quiet_ms)
+    report = run_parity(run_config, run_dir, quiet_ms=quiet_ms, execution="paper" if paper else "bybit")
     result = report.result
-    summary = table(f"Parity {run_config.id}", ["", "backtest", "live node"])
+    summary = table(f"Parity {run_config.id}", ["", "backtest", "live node (paper)" if paper else "live node"])
     summary.add_row("orders", str(result.backtest_orders), str(result.live_orders))
     summary.add_row("final equity", f"{report.backtest_equity:.2f}", f"{report.venue_equity:.2f}")
     summary.add_row("bars", str(report.bars), f"{report.live_wall_secs:.1f} s wall")

@@ -21,6 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from dataclasses import field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def _paper_exec_config(config: LiveConfig, instrument_ids: list[str]):
         base_currency=venue.currency,
         oms_type=venue.oms_type,
         account_type=venue.account_type,
-        default_leverage=venue.leverage,
+        default_leverage=Decimal(str(venue.leverage)),
         venue_config=venue_config,
         funding_instrument_ids=instrument_ids if venue.simulate_funding else None,
     )
@@ -171,6 +172,15 @@ def plan_live_run(
             "bar_types": [bars.bar_type for bars in config.bars],
         },
     )
+    feeds = []
+    if paper and venue.simulate_funding:
+        feeds.append(
+            ImportableActorConfig(
+                actor_path="qa_engine.live.paper:FundingFeedActor",
+                config_path="qa_engine.live.paper:FundingFeedConfig",
+                config={"component_id": "FundingFeed", "instrument_ids": instrument_ids},
+            )
+        )
     node_config = TradingNodeConfig(
         trader_id=config.engine.trader_id,
         logging=LoggingConfig(
@@ -194,7 +204,7 @@ def plan_live_run(
             )
             for s in strategies
         ],
-        actors=[journal]
+        actors=[journal, *feeds]
         + [
             ImportableActorConfig(actor_path=a.component_path, config_path=a.config_path, config=a.params)
             for a in actors
@@ -261,6 +271,7 @@ def _summary(node, plan: LivePlan, runtime_secs: float) -> dict[str, Any]:
         str(position.instrument_id): str(position.signed_decimal_qty()) for position in cache.positions_open()
     }
     return {
+        "equity": str(_equity(cache, plan)),
         "config_id": plan.config.id,
         "environment": plan.config.live.environment,
         "execution": plan.config.live.execution,
@@ -271,3 +282,28 @@ def _summary(node, plan: LivePlan, runtime_secs: float) -> dict[str, Any]:
         "positions_open": positions,
         "accounts": accounts,
     }
+
+
+def _equity(cache, plan: LivePlan) -> Decimal:
+    """Account balance + unrealised pnl of the open positions at their last bar close."""
+    from nautilus_trader.model.data import BarType
+
+    venue = plan.config.venues[0]
+    total = Decimal(0)
+    for account in cache.accounts():
+        for currency in account.currencies():
+            if currency.code == venue.currency:
+                total += account.balance_total(currency).as_decimal()
+    closes = {}
+    for bars in plan.config.bars:
+        bar = cache.bar(BarType.from_str(bars.bar_type))
+        if bar is not None:
+            closes[bars.instrument_id] = bar.close.as_decimal()
+    for position in cache.positions_open():
+        close = closes.get(position.instrument_id.value)
+        if close is None:
+            continue
+        instrument = cache.instrument(position.instrument_id)
+        multiplier = instrument.multiplier.as_decimal() if instrument is not None else Decimal(1)
+        total += (close - Decimal(str(position.avg_px_open))) * position.signed_decimal_qty() * multiplier
+    return total.quantize(Decimal("1e-8"))  # avg_px_open is a float: keep the account's 8 decimals

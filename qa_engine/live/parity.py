@@ -118,8 +118,15 @@ def check_parity_config(config: BacktestConfig) -> None:
 
 
 def run_parity(
-    config: BacktestConfig, run_dir: Path, *, quiet_ms: int = 50, timeout_secs: float = 3600.0
+    config: BacktestConfig,
+    run_dir: Path,
+    *,
+    quiet_ms: int = 50,
+    timeout_secs: float = 3600.0,
+    execution: str = "bybit",
 ) -> ParityReport:
+    """`execution = "paper"`: the node trades in its own sandbox (qa_engine.live.paper) on the venue's bars;
+    its final equity is then the node's (summary.json), not the venue's books."""
     from qa_engine.backtest.runner import run_backtest
     from qa_engine.live.venue.server import LoopbackBybitThread
     from qa_engine.live.venue.server import VenueConfig
@@ -144,6 +151,7 @@ def run_parity(
     with LoopbackBybitThread(venue_config, data, books) as venue:
         settings = LiveSettings(
             environment="testnet",
+            execution=execution,
             bybit=BybitEndpointsConfig(
                 http=venue.http_url,
                 ws_public=venue.ws_public_url,
@@ -198,4 +206,14 @@ def run_parity(
         read_journal(backtest_dir / JOURNAL_FILE), read_journal(live_dir / JOURNAL_FILE)
     )
     venue_equity = Decimal(str(state["books"]["equity"]))
+    if execution == "paper":
+        venue_equity = _node_equity(live_dir)
     return ParityReport(result, backtest_equity, venue_equity, bars, live_wall, run_dir, latencies)
+
+
+def _node_equity(live_dir: Path) -> Decimal:
+    """The paper node's final equity: its account balance plus unrealised pnl (summary.json)."""
+    import json
+
+    summary = json.loads((live_dir / "summary.json").read_text())
+    return Decimal(str(summary.get("equity", "nan")))

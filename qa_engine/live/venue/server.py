@@ -230,6 +230,7 @@ class LoopbackBybit:
             self._published.setdefault(bar.symbol, []).append(bar)
             await self._broadcast("public", f"kline.{self.interval}.{bar.symbol}", self._kline_message(bar))
             self._published_ns[bar.symbol] = (bar.end_ms, time.perf_counter_ns())
+            await self._broadcast("public", f"tickers.{bar.symbol}", self._ticker_message(bar))
         self.counts["bars_published"] += len(group.bars)
         self._last_activity = time.monotonic()
 
@@ -253,6 +254,39 @@ class LoopbackBybit:
             "ts": bar.end_ms,
             "type": "snapshot",
         }
+
+    def _ticker_message(self, bar: Any) -> dict[str, Any]:
+        """A linear ticker snapshot (shape of the real ws_ticker_linear sample) at the bar's close: last /
+        mark / index = the close; fundingRate / nextFundingTime = the catalog's rate of the next funding
+        time after the close, so a subscriber knows the rate due at the bar that closes then."""
+        rates = self.funding_rates.get(bar.symbol) or {}
+        upcoming = [ts for ts in rates if ts > bar.end_ms]
+        next_ms = min(upcoming) if upcoming else 0
+        price = str(bar.close)
+        data = {
+            "symbol": bar.symbol,
+            "tickDirection": "ZeroPlusTick",
+            "price24hPcnt": "0",
+            "lastPrice": price,
+            "prevPrice24h": price,
+            "highPrice24h": str(bar.high),
+            "lowPrice24h": str(bar.low),
+            "prevPrice1h": price,
+            "markPrice": price,
+            "indexPrice": price,
+            "openInterest": "0",
+            "openInterestValue": "0",
+            "turnover24h": str(bar.turnover),
+            "volume24h": str(bar.volume),
+            "nextFundingTime": str(next_ms),
+            "fundingRate": str(rates[next_ms]) if next_ms else "0",
+            "bid1Price": price,
+            "bid1Size": "1",
+            "ask1Price": price,
+            "ask1Size": "1",
+            "fundingIntervalHour": "8",
+        }
+        return {"topic": f"tickers.{bar.symbol}", "type": "snapshot", "data": data, "cs": 0, "ts": bar.end_ms}
 
     def published_bars(self, symbol: str) -> list[Any]:
         return self._published.get(symbol, [])

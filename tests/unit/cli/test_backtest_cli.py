@@ -49,9 +49,10 @@ def test_run_backtest_shim_forwards_options(repo_root):
     assert "Traceback" not in result.stderr
 
 
-def test_run_live_says_it_is_not_available_yet(repo_root):
+def test_run_live_without_a_config_names_the_missing_option(repo_root):
     result = subprocess.run(
         [sys.executable, "run_live.py"], cwd=repo_root, capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 1
-    assert "not implemented yet" in result.stderr
+    assert result.returncode == 2
+    assert "--config" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -37,6 +37,8 @@ async def public_client(url: str, http_url: str, received: list[Any]) -> pyo3.By
     def on_message(message: Any) -> None:
         if pyo3.is_pycapsule(message):
             received.append(capsule_to_data(message))
+        elif isinstance(message, pyo3.FundingRateUpdate):  # ticker-derived data comes as pyo3 objects
+            received.append(message)
 
     await client.connect(asyncio.get_running_loop(), on_message)
     await client.wait_until_active(5.0)
@@ -169,3 +171,34 @@ def test_venue_server_ws_dropped_public_connection_is_reconnected_and_resubscrib
     assert state["counts"]["ws_connections_public"] == 2
     assert state["faults"] == {"drop_public": 1}
     assert [bar.ts_event for bar in bars] == [row.end_ms * 1_000_000 for row in data.bars["BTCUSDT"]]
+
+
+@pytest.mark.timeout(60)
+def test_venue_server_ws_ticker_announces_the_catalog_funding_rate_due_next() -> None:
+    """The ticker stream is how a live node learns funding rates (the paper venue settles with them): each
+    bar close comes with a ticker whose fundingRate / nextFundingTime are the catalog's next settlement."""
+    data = sample_data(bars=97)  # closes 00:05 .. 08:05; the venue holds the rates its window settles
+    rates = data.funding_rates["BTCUSDT"]
+    first_funding_ms = min(rates)
+    assert first_funding_ms == 1_735_718_400_000  # 2025-01-01T08:00Z
+    with venue_thread(data, start_on="manual") as venue:
+
+        async def scenario() -> list[Any]:
+            received: list[Any] = []
+            client = await public_client(venue.ws_public_url, venue.http_url, received)
+            await client.subscribe_ticker(pyo3.InstrumentId.from_str(INSTRUMENT_ID))
+            await asyncio.sleep(0.3)  # subscriptions acknowledged
+            venue.begin()
+            await wait_for(lambda: sum(isinstance(m, Bar) for m in received) == 97)
+            await asyncio.sleep(0.3)
+            await client.close()
+            return received
+
+        received = asyncio.run(scenario())
+    funding = [m for m in received if type(m).__name__ == "FundingRateUpdate"]
+    assert funding, sorted({type(m).__name__ for m in received})
+    assert {str(m.instrument_id) for m in funding} == {INSTRUMENT_ID}
+    before = [m for m in funding if m.ts_event < first_funding_ms * 1_000_000]
+    assert before and {(m.rate, m.next_funding_ns) for m in before} == {
+        (rates[first_funding_ms], first_funding_ms * 1_000_000)
+    }
