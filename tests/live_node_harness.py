@@ -16,11 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from typing import Callable
 
 from qa_engine.config.loader import dump_toml
 from qa_engine.config.models import BacktestConfig
@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def venue_for(
     bars: int, *, speed: str = "lockstep", quiet_ms: int = 60, faults: FaultConfig | None = None
 ) -> LoopbackBybitThread:
-    """The venue replaying the first `bars` sample-catalog bars; the replay starts at the node's subscription."""
+    """The venue replaying the first `bars` sample bars; the replay starts when the node subscribes."""
     data = sample_data(bars)
     config = VenueConfig(
         api_key=API_KEY,
@@ -139,7 +139,17 @@ class LiveNode:
         stdout_path = run_dir.parent / f"{run_dir.name}.stdout"
         with stdout_path.open("w") as stdout:
             process = subprocess.Popen(
-                [sys.executable, "-m", "qa_engine.cli.main", "live", "run", "--config", str(toml), "--out", str(run_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "qa_engine.cli.main",
+                    "live",
+                    "run",
+                    "--config",
+                    str(toml),
+                    "--out",
+                    str(run_dir),
+                ],
                 env=env,
                 cwd=REPO_ROOT,
                 stdout=stdout,
@@ -168,7 +178,7 @@ class LiveNode:
     # --- control ---------------------------------------------------------------------------------
 
     def wait_for(self, predicate: Callable[[], Any], timeout_secs: float = 60.0, what: str = "") -> Any:
-        """Poll `predicate()` until truthy; AssertionError (with the node's output tail) on timeout or exit."""
+        """Poll `predicate()` until truthy; AssertionError (with the node output tail) on timeout or exit."""
         deadline = time.monotonic() + timeout_secs
         while True:
             value = predicate()

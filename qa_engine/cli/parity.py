@@ -65,7 +65,9 @@ def parity_command(
     check_parity_config(run_config)
     report = run_parity(run_config, run_dir, quiet_ms=quiet_ms, execution="paper" if paper else "bybit")
     result = report.result
-    summary = table(f"Parity {run_config.id}", ["", "backtest", "live node (paper)" if paper else "live node"])
+    summary = table(
+        f"Parity {run_config.id}", ["", "backtest", "live node (paper)" if paper else "live node"]
+    )
     summary.add_row("orders", str(result.backtest_orders), str(result.live_orders))
     summary.add_row("final equity", f"{report.backtest_equity:.2f}", f"{report.venue_equity:.2f}")
     summary.add_row("bars", str(report.bars), f"{report.live_wall_secs:.1f} s wall")

@@ -24,7 +24,6 @@ from tests.live_node_harness import venue_position
 from tests.live_node_harness import wait_for_venue
 
 
-
 def _fills_match(node_fills: list[dict], venue_fills: list[tuple]) -> None:
     assert len(node_fills) == len(venue_fills)
     for mine, theirs in zip(node_fills, venue_fills, strict=True):
@@ -69,7 +68,9 @@ def test_websocket_drops_lose_and_duplicate_no_order(tmp_path):
         wait_for_venue(venue, node)
         # a fill whose private message fell into a drop reaches the node by its open-order check (10 s)
         node.wait_for(
-            lambda: len(node.fills()) == venue.state()["books"]["fills_count"], 25, "the node to see every fill"
+            lambda: len(node.fills()) == venue.state()["books"]["fills_count"],
+            25,
+            "the node to see every fill",
         )
         assert node.stop(signal.SIGTERM) == 0, node.output()[-3000:]
         state = venue.state()
