@@ -40,13 +40,28 @@ class OrderJournalActor(Actor):
         self._file = None
 
     def on_start(self) -> None:
+        if self._file is not None:  # started again after a stop: still open, still subscribed
+            return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._path.open("a", encoding="utf-8")
+        # A live node reconciles with the venue before the trader starts (actors start before strategies):
+        # every order already cached was rebuilt from the venue's books and published before this
+        # subscription. Record them, flagged. (1.231 does not set `OrderInitialized.reconciliation` on
+        # them, it tags them "VENUE", so the cache at start is the reliable sign.)
+        for order in self.cache.orders():
+            for event in order.events:
+                self._on_order_event(event, reconciliation=True)
         self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
 
     def on_stop(self) -> None:
-        self.msgbus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
+        # Stay subscribed: actors stop before the strategies have finished stopping, and a strategy's
+        # on-stop cancels and market exit (flatten_on_stop) come after. The file closes at dispose.
         if self._file is not None:
+            self._file.flush()
+
+    def on_dispose(self) -> None:
+        if self._file is not None:
+            self.msgbus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
             self._file.close()
             self._file = None
 
@@ -57,7 +72,7 @@ class OrderJournalActor(Actor):
             bar = self.cache.bar(next(iter(self._bar_types.values())))
         return bar.ts_event if bar is not None else None
 
-    def _on_order_event(self, event) -> None:
+    def _on_order_event(self, event, reconciliation: bool = False) -> None:
         if isinstance(event, OrderInitialized):
             record = {
                 "event": "order",
@@ -70,7 +85,8 @@ class OrderJournalActor(Actor):
                 "price": event.options.get("price"),
                 "trigger_price": event.options.get("trigger_price"),
                 "reduce_only": event.reduce_only,
-                "reconciliation": event.reconciliation,  # generated at start-up from the venue's books
+                # generated at start-up from the venue's books
+                "reconciliation": reconciliation or event.reconciliation,
                 "bar_ts": self._bar_ts(event.instrument_id),
                 "ts_init": event.ts_init,
             }

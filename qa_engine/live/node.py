@@ -267,9 +267,15 @@ def _summary(node, plan: LivePlan, runtime_secs: float) -> dict[str, Any]:
         accounts[str(account.id)] = {
             str(currency): str(account.balance_total(currency)) for currency in account.currencies()
         }
-    positions = {
-        str(position.instrument_id): str(position.signed_decimal_qty()) for position in cache.positions_open()
-    }
+    # net per instrument: after a restart the venue's position comes back as an EXTERNAL strategy's, beside
+    # the strategies' own positions on the same instrument (Nautilus keeps one position per strategy)
+    net: dict[str, Decimal] = {}
+    by_strategy: dict[str, str] = {}
+    for position in cache.positions_open():
+        instrument = str(position.instrument_id)
+        net[instrument] = net.get(instrument, Decimal(0)) + position.signed_decimal_qty()
+        by_strategy[f"{instrument} {position.strategy_id}"] = str(position.signed_decimal_qty())
+    positions = {instrument: str(qty) for instrument, qty in net.items() if qty != 0}
     return {
         "equity": str(_equity(cache, plan)),
         "config_id": plan.config.id,
@@ -280,6 +286,7 @@ def _summary(node, plan: LivePlan, runtime_secs: float) -> dict[str, Any]:
         "orders_open": len(cache.orders_open()),
         "fills": sum(len(order.trade_ids) for order in cache.orders()),
         "positions_open": positions,
+        "positions_by_strategy": by_strategy,
         "accounts": accounts,
     }
 

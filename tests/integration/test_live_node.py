@@ -88,11 +88,6 @@ def test_websocket_drops_lose_and_duplicate_no_order(tmp_path):
     assert_no_secrets(node.run_dir, node.stdout_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="journal.py: the node reconciles before the trader starts, so OrderJournalActor subscribes after "
-    "the reconciliation orders were published and never records them",
-)
 @pytest.mark.timeout(150)
 def test_kill_9_then_restart_reconciles_the_position_and_trades_on(tmp_path):
     # Paced at 600x (a 5-minute bar every 0.5 s), not lockstep: lockstep waits for order traffic only, so
@@ -162,17 +157,7 @@ def test_venue_errors_are_journaled_and_trading_goes_on(tmp_path):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "flatten_on_stop",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="journal.py: OrderJournalActor closes its file in on_stop, before the strategy's "
-                "flatten_on_stop market exit fills: the closing fill is missing from orders.jsonl",
-            ),
-        ),
-    ],
+    [False, True],
 )
 def test_sigint_cancels_and_flattens_as_configured(tmp_path, flatten_on_stop):
     with venue_for(bars=150) as venue:
