@@ -2,15 +2,15 @@
 
 `live_clients(spec)` is this adapter's side of qa_engine.live.clients: it turns a `LiveClientSpec` into
 Nautilus `BybitDataClientConfig` / `BybitExecClientConfig` and the factories that build them. The data
-factory builds `QABybitDataClient` (public websocket URL fixed, see adapters/bybit/config.py); the
-execution factory is Nautilus' own.
+factory builds `QABybitDataClient` (public websocket URL fixed, see adapters/bybit/config.py), the
+execution factory `QABybitExecutionClient` (order requests survive a trade-socket reconnection, see
+adapters/bybit/execution.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from nautilus_trader.adapters.bybit.factories import BybitLiveExecClientFactory
 from nautilus_trader.adapters.bybit.factories import get_cached_bybit_http_client
 from nautilus_trader.adapters.bybit.factories import get_cached_bybit_instrument_provider
 from nautilus_trader.cache.cache import Cache
@@ -21,10 +21,12 @@ from nautilus_trader.core import nautilus_pyo3
 from nautilus_trader.core.nautilus_pyo3 import BybitEnvironment
 from nautilus_trader.core.nautilus_pyo3 import BybitProductType
 from nautilus_trader.live.factories import LiveDataClientFactory
+from nautilus_trader.live.factories import LiveExecClientFactory
 
 from adapters.bybit.config import BybitExecClientConfig
 from adapters.bybit.config import QABybitDataClientConfig
 from adapters.bybit.data import QABybitDataClient
+from adapters.bybit.execution import QABybitExecutionClient
 from qa_engine.live.clients import LiveClients
 from qa_engine.live.clients import LiveClientSpec
 
@@ -47,6 +49,29 @@ def default_endpoints(environment: str) -> dict[str, str]:
     }
 
 
+def _http_client_and_provider(config: QABybitDataClientConfig | BybitExecClientConfig):
+    """What Nautilus' Bybit factories build before their client: the cached HTTP client at the config's
+    URL, and the cached instrument provider over it."""
+    client = get_cached_bybit_http_client(
+        environment=config.environment or BybitEnvironment.MAINNET,
+        api_key=config.api_key,
+        api_secret=config.api_secret,
+        base_url=config.base_url_http,
+        timeout_secs=None,
+        max_retries=config.max_retries,
+        retry_delay_ms=config.retry_delay_initial_ms,
+        retry_delay_max_ms=config.retry_delay_max_ms,
+        recv_window_ms=config.recv_window_ms,
+        proxy_url=config.proxy_url,
+    )
+    provider = get_cached_bybit_instrument_provider(
+        client=client,
+        product_types=tuple(config.product_types or PRODUCT_TYPES),
+        config=config.instrument_provider,
+    )
+    return client, provider
+
+
 class QABybitLiveDataClientFactory(LiveDataClientFactory):
     """Nautilus' BybitLiveDataClientFactory.create, building QABybitDataClient instead."""
 
@@ -59,24 +84,34 @@ class QABybitLiveDataClientFactory(LiveDataClientFactory):
         cache: Cache,
         clock: LiveClock,
     ) -> QABybitDataClient:
-        client = get_cached_bybit_http_client(
-            environment=config.environment or BybitEnvironment.MAINNET,
-            api_key=config.api_key,
-            api_secret=config.api_secret,
-            base_url=config.base_url_http,
-            timeout_secs=None,
-            max_retries=config.max_retries,
-            retry_delay_ms=config.retry_delay_initial_ms,
-            retry_delay_max_ms=config.retry_delay_max_ms,
-            recv_window_ms=config.recv_window_ms,
-            proxy_url=config.proxy_url,
-        )
-        provider = get_cached_bybit_instrument_provider(
-            client=client,
-            product_types=tuple(config.product_types or PRODUCT_TYPES),
-            config=config.instrument_provider,
-        )
+        client, provider = _http_client_and_provider(config)
         return QABybitDataClient(
+            loop=loop,
+            client=client,
+            msgbus=msgbus,
+            cache=cache,
+            clock=clock,
+            instrument_provider=provider,
+            config=config,
+            name=name,
+        )
+
+
+class QABybitLiveExecClientFactory(LiveExecClientFactory):
+    """Nautilus' BybitLiveExecClientFactory.create, building QABybitExecutionClient instead (order
+    requests retried across a trade-socket reconnection, see adapters/bybit/execution.py)."""
+
+    @staticmethod
+    def create(  # type: ignore[override]
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        config: BybitExecClientConfig,
+        msgbus: MessageBus,
+        cache: Cache,
+        clock: LiveClock,
+    ) -> QABybitExecutionClient:
+        client, provider = _http_client_and_provider(config)
+        return QABybitExecutionClient(
             loop=loop,
             client=client,
             msgbus=msgbus,
@@ -123,5 +158,5 @@ def live_clients(spec: LiveClientSpec) -> LiveClients:
         data_config=data_config,
         data_factory=QABybitLiveDataClientFactory if spec.want_data else None,
         exec_config=exec_config,
-        exec_factory=BybitLiveExecClientFactory if spec.want_execution else None,
+        exec_factory=QABybitLiveExecClientFactory if spec.want_execution else None,
     )

@@ -89,6 +89,33 @@ def test_websocket_drops_lose_and_duplicate_no_order(tmp_path):
 
 
 @pytest.mark.timeout(150)
+def test_an_order_placed_while_the_trade_socket_reconnects_reaches_the_venue(tmp_path):
+    # The trade websocket is closed after every bar, so the node is forever reconnecting it, with back-off;
+    # Nautilus 1.231 gives up on an order after 5 s unauthenticated and the order never leaves (its
+    # in-flight check later calls it REJECTED "UNKNOWN"). adapters/bybit/execution.py sends it again once
+    # the socket is back: the order must reach the venue, once, or be refused by the venue itself (the
+    # socket can be dropped again between authentication and the order: 10003 "Request not authorized").
+    faults = FaultConfig(drop_every_bars=1, drop_stream="trade")
+    with venue_for(bars=60, quiet_ms=150, faults=faults) as venue:
+        node = LiveNode.start(venue, tmp_path / "run", live_config(venue))
+        node.wait_for(lambda: _placed_ids(node), 90, "a first order")
+        node.wait_for(lambda: node.fills() or node.events("rejected"), 40, "its fill (or rejection)")
+        wait_for_venue(venue, node)
+        assert node.stop(signal.SIGTERM) == 0, node.output()[-3000:]
+        venue_ids = venue_order_link_ids(venue)
+        held = venue_position(venue)
+
+    rejected = {r["client_order_id"]: r["reason"] for r in node.events("rejected")}
+    assert "UNKNOWN" not in rejected.values(), "an order never left the node (in-flight resolution)"
+    log = (node.run_dir / "nautilus.log").read_text()
+    assert "trade socket not ready" in log, "no order met a reconnecting trade socket: the test proved nothing"
+    assert set(rejected.values()) <= {"Request not authorized"}, rejected
+    placed = _placed_ids(node)
+    assert placed and sorted(set(placed) - set(rejected)) == sorted(venue_ids), "an order lost or sent twice"
+    assert node_position(node.summary()) == held
+
+
+@pytest.mark.timeout(150)
 def test_kill_9_then_restart_reconciles_the_position_and_trades_on(tmp_path):
     # Paced at 600x (a 5-minute bar every 0.5 s), not lockstep: lockstep waits for order traffic only, so
     # with the node dead it would replay the rest at once. Paced, the venue's clock runs on while the node
