@@ -108,7 +108,7 @@ def test_an_order_placed_while_the_trade_socket_reconnects_reaches_the_venue(tmp
     rejected = {r["client_order_id"]: r["reason"] for r in node.events("rejected")}
     assert "UNKNOWN" not in rejected.values(), "an order never left the node (in-flight resolution)"
     log = (node.run_dir / "nautilus.log").read_text()
-    assert "trade socket not ready" in log, "no order met a reconnecting trade socket: the test proved nothing"
+    assert "trade socket not ready" in log, "no order met a reconnecting trade socket: proves nothing"
     assert set(rejected.values()) <= {"Request not authorized"}, rejected
     placed = _placed_ids(node)
     assert placed and sorted(set(placed) - set(rejected)) == sorted(venue_ids), "an order lost or sent twice"
