@@ -59,3 +59,31 @@ def test_live_node_trades_exactly_like_the_backtest(tmp_path: Path, execution: s
     fills = [entry for entry in live if entry["event"] == "fill"]
     assert len(orders) == result.live_orders and len(fills) >= len(orders)
     assert all(entry["ts_init"] > entry["bar_ts"] + 365 * 86_400 * 10**9 for entry in orders)
+
+
+def _config_for(strategy: str) -> BacktestConfig:
+    """Four days (1,152 bars) of the strategy alone: from compare.toml for the classic ones, from its own
+    config for those that need actors (features, models: streamed mode, as live)."""
+    overrides = [f"data.catalog={pristine_catalog()}", "data.end=2025-01-05T00:00:00Z"]
+    own = REPO_ROOT / "configs" / "backtest" / f"{strategy}.toml"
+    if own.exists():
+        return load_config(BacktestConfig, own, overrides)
+    base = load_config(BacktestConfig, REPO_ROOT / "configs" / "backtest" / "compare.toml", overrides)
+    chosen = [entry for entry in base.strategies if entry.name == strategy]
+    assert chosen, f"no config runs the registered strategy {strategy!r}: add it to compare.toml"
+    return base.model_copy(update={"strategies": chosen})
+
+
+def _registered() -> list[str]:
+    from qa_engine.plugins import strategy_registry
+
+    return sorted(strategy_registry())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", _registered())
+def test_every_registered_strategy_trades_alike_live(tmp_path: Path, strategy: str) -> None:
+    report = run_parity(_config_for(strategy), tmp_path / strategy, quiet_ms=50, timeout_secs=900)
+    result = report.result
+    assert result.identical, (result.first_difference, result.backtest_order, result.live_order)
+    assert report.identical, (report.backtest_equity, report.venue_equity)
