@@ -4,4 +4,5 @@ REGISTRY: dict[str, str] = {
     "features": "actors.feature_actor:FeatureActor",
     "oracle": "actors.oracle_actor:OracleActor",
     "guardian": "actors.guardian_actor:GuardianActor",
+    "risk_guard": "actors.risk_guard:RiskGuardActor",
 }

@@ -20,3 +20,11 @@ def stop_after_start(component, reason: str) -> None:
         callback=lambda _event: component.stop(),
         allow_past=True,
     )
+
+
+def attach_risk_engine(trader, risk_engine) -> None:
+    """Hand the kernel's RiskEngine to the actors that set its TradingState (actors/risk_guard.py):
+    Nautilus has no bus message for it. Called by the backtest runner and the live node after building."""
+    for actor in trader.actors():
+        if hasattr(actor, "attach_risk_engine"):
+            actor.attach_risk_engine(risk_engine)

@@ -23,6 +23,7 @@ PluginError naming the plug-in instead of a traceback from inside the engine.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from nautilus_trader.config import NonNegativeFloat
@@ -39,9 +40,14 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.trading.strategy import Strategy
 
 from qa_engine.lifecycle import stop_after_start
+from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY as RISK_LIMITS_CACHE_KEY
+from qa_engine.risk.kill_switches import STATE_CACHE_KEY as RISK_STATE_CACHE_KEY
+from qa_engine.risk.kill_switches import STATE_TOPIC as RISK_STATE_TOPIC
 from qa_engine.risk.margin import check_initial_margin
 from qa_engine.risk.sizing import quantity_for_notional
 from qa_engine.signals import Decision
+
+STOPPED_MODES = ("reducing", "halted")  # the risk guard's modes in which no new position is taken
 
 
 class TargetPositionStrategyConfig(StrategyConfig, frozen=True):
@@ -69,6 +75,9 @@ class TargetPositionStrategy(Strategy):
         self._held_fraction: float | None = None  # target fraction of the position now held
         self._warm = False  # every indicator initialized
         self.margin_denials: list[str] = []
+        self.risk_state: dict = {"mode": "active", "size_scale": 1.0, "fired": []}  # actors/risk_guard.py
+        self.max_position: Decimal | None = None  # [risk.limits] of the run config, via the risk guard
+        self.risk_per_trade_pct: float | None = None
 
     # --- hooks for plug-in authors -------------------------------------------------------------
 
@@ -91,6 +100,14 @@ class TargetPositionStrategy(Strategy):
         self._warm = False
         for indicator in self._indicators:
             self.register_indicator_for_bars(self.config.bar_type, indicator)
+        cached = self.cache.get(RISK_STATE_CACHE_KEY)
+        if cached:
+            self.risk_state = json.loads(cached)
+        limits = json.loads(self.cache.get(RISK_LIMITS_CACHE_KEY) or b"{}")
+        max_position = (limits.get("max_position") or {}).get(self.config.instrument_id.value)
+        self.max_position = Decimal(max_position) if max_position is not None else None
+        self.risk_per_trade_pct = limits.get("risk_per_trade_pct")
+        self.msgbus.subscribe(topic=RISK_STATE_TOPIC, handler=self.on_risk_state)
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
@@ -100,7 +117,7 @@ class TargetPositionStrategy(Strategy):
             if not all(indicator.initialized for indicator in self._indicators):
                 return
             self._warm = True
-        if self.has_pending_orders():
+        if self.has_pending_orders() or self.risk_state["mode"] in STOPPED_MODES:
             return
         decision = self._guarded("decide", self.decide, bar)
         if decision is None:
@@ -120,6 +137,20 @@ class TargetPositionStrategy(Strategy):
     def on_stop(self) -> None:
         if self.instrument is not None:
             self.cancel_all_orders(self.config.instrument_id)
+
+    def on_risk_state(self, state: dict) -> None:
+        """The account's kill switches changed mode (actors/risk_guard.py): reducing / halted close this
+        strategy's position and cancel its orders; back to active, the next decision sizes afresh."""
+        previous, self.risk_state = self.risk_state["mode"], state
+        if self.instrument is None or state["mode"] == previous:
+            return
+        self._held_fraction = None
+        if state["mode"] in STOPPED_MODES:
+            self.log.warning(
+                f"risk guard {state['mode']} ({', '.join(state['fired'])}): closing the position"
+            )
+            self.cancel_all_orders(self.config.instrument_id)
+            self.close_all_positions(self.config.instrument_id, reduce_only=True)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -162,17 +193,23 @@ class TargetPositionStrategy(Strategy):
             equity=self.equity(price),
             price=price,
             notional_pct_of_equity=Decimal(str(self.config.notional_pct_of_equity))
-            * Decimal(str(abs(fraction))),
+            * Decimal(str(abs(fraction)))
+            * Decimal(str(self.risk_state["size_scale"])),
             size_increment=self.instrument.size_increment.as_decimal(),
             min_quantity=self.instrument.min_quantity.as_decimal()
             if self.instrument.min_quantity
             else Decimal(0),
             max_quantity=self.instrument.max_quantity.as_decimal() if self.instrument.max_quantity else None,
         )
+        if self.max_position is not None:
+            size = min(size, self.max_position)
         return size if fraction >= 0 else -size
 
     def trade_towards(self, target: Decimal, current: Decimal, decision: Decision) -> None:
         delta = target - current
+        last_bar = self.cache.bar(self.config.bar_type)
+        if self.risk_per_trade_pct is not None and last_bar is not None:
+            delta = self._capped_order(delta, last_bar.close.as_decimal())
         if delta == 0:
             return
         order = self.order_factory.market(
@@ -181,13 +218,22 @@ class TargetPositionStrategy(Strategy):
             quantity=self.instrument.make_qty(abs(delta)),
             tags=[f"{decision.signal}|{decision.confidence_pct:.0f}|{decision.reasoning}"],
         )
-        last_bar = self.cache.bar(self.config.bar_type)
         denial = self.margin_denial(delta, last_bar.close.as_decimal()) if last_bar is not None else None
         if denial is not None:
             self.deny(order, denial)
             self._held_fraction = None  # try again on the next decision
             return
         self.submit_order(order)
+
+    def _capped_order(self, delta: Decimal, price: Decimal) -> Decimal:
+        """`delta` with its notional capped at risk_per_trade_pct of equity (lot step, rounded down)."""
+        largest = quantity_for_notional(
+            equity=self.equity(price),
+            price=price,
+            notional_pct_of_equity=Decimal(str(self.risk_per_trade_pct)),
+            size_increment=self.instrument.size_increment.as_decimal(),
+        )
+        return max(-largest, min(largest, delta))
 
     def margin_denial(self, order_signed_quantity: Decimal, price: Decimal) -> str | None:
         """The venue's initial-margin check of an order of `order_signed_quantity` at `price`: the

@@ -27,6 +27,7 @@ from qa_engine.config.loader import dump_toml
 from qa_engine.config.models import BacktestConfig
 from qa_engine.errors import ConfigError
 from qa_engine.errors import PluginError
+from qa_engine.lifecycle import attach_risk_engine
 from qa_engine.logging import get_logger
 from qa_engine.reporting.report import BacktestReport
 from qa_engine.reporting.report import build_report
@@ -99,6 +100,8 @@ def _run(config: BacktestConfig, run_config, plan: FundingPlan, run_dir: Path, i
             built = node.get_engine(run_config.id)
             if built is not None and not run_config.engine.run_analysis:
                 skip_per_trade_analysis(built)
+            if built is not None:
+                attach_risk_engine(built.trader, built.kernel.risk_engine)
             node.run()
         except Exception as exc:
             raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc
@@ -112,7 +115,8 @@ def _run(config: BacktestConfig, run_config, plan: FundingPlan, run_dir: Path, i
         if plugin_errors:
             raise PluginError("; ".join(plugin_errors))
         recorder = next(a for a in engine.trader.actors() if isinstance(a, RunRecorderActor))
-        report = build_report(config, recorder, plan)
+        risk_events = [e for a in engine.trader.actors() for e in getattr(a, "risk_guard_events", [])]
+        report = build_report(config, recorder, plan, risk_events)
         if inspect is not None:
             inspect(engine)
         bars = recorder.bars_seen

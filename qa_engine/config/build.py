@@ -368,6 +368,47 @@ def signal_data_configs(config: BacktestConfig) -> list[BacktestDataConfig]:
     return data
 
 
+RISK_GUARD = "risk_guard"  # actors.REGISTRY name of the RiskGuardActor, added from the [risk] section
+
+
+def risk_guard_actor(
+    config, bar_types: list[str], state_path: Path | None = None, persist_every_bar: bool = False
+) -> ImportableActorConfig | None:
+    """The RiskGuardActor of a run config's [risk] section (None: no rule and no position limit).
+    `config` is a BacktestConfig or a LiveConfig (the same risk, venues and actors sections)."""
+    risk = config.risk
+    rules = risk.rules()
+    limits = risk.limits
+    if not rules and not limits.max_position and limits.risk_per_trade_pct is None:
+        return None
+    for index, actor in enumerate(config.actors):
+        if actor.name == RISK_GUARD or actor.name.endswith(":RiskGuardActor"):
+            raise ConfigError(f"actors.{index} ({actor.name}): the risk guard comes from the [risk] section")
+    params = {
+        "component_id": "RiskGuard",
+        "bar_types": bar_types,
+        "venue": config.venues[0].name,
+        "rules": rules,
+        "max_position": {key: str(value) for key, value in limits.max_position.items()},
+        "risk_per_trade_pct": limits.risk_per_trade_pct,
+        "state_path": str(state_path) if state_path else None,
+        "persist_every_bar": persist_every_bar,
+    }
+    guard = resolve_component(ComponentConfig(name=RISK_GUARD, params=params), "actor", len(config.actors))
+    return ImportableActorConfig(
+        actor_path=guard.component_path, config_path=guard.config_path, config=params
+    )
+
+
+def risk_engine_config(config) -> RiskEngineConfig:
+    """Nautilus' own order-level limits from the [risk.limits] section."""
+    limits = config.risk.limits
+    return RiskEngineConfig(
+        max_order_submit_rate=limits.max_order_submit_rate,
+        max_notional_per_order={key: value for key, value in limits.max_notional_per_order.items()},
+    )
+
+
 def build_backtest_run_config(config: BacktestConfig, run_dir: Path | None = None) -> BacktestRunConfig:
     """Translate and validate. Raises ConfigError with one readable message."""
     return build_backtest_run(config, run_dir)[0]
@@ -402,17 +443,18 @@ def build_backtest_run(
         log_file_name="nautilus" if run_dir else None,
         log_colors=False,
     )
+    guard = risk_guard_actor(config, [bars.bar_type for bars in config.data.bars])
     engine = BacktestEngineConfig(
         trader_id=config.engine.trader_id,
         logging=logging,
-        risk_engine=RiskEngineConfig(),
+        risk_engine=risk_engine_config(config),
         strategies=[
             ImportableStrategyConfig(
                 strategy_path=s.component_path, config_path=s.config_path, config=s.params
             )
             for s in strategies
         ],
-        actors=[recorder]
+        actors=[recorder, *([guard] if guard else [])]
         + [
             ImportableActorConfig(actor_path=a.component_path, config_path=a.config_path, config=a.params)
             for a in actors

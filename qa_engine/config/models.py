@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from typing import ClassVar
 from typing import Literal
 
 from pydantic import BaseModel
@@ -262,6 +263,118 @@ class OutputConfig(_Model):
     directory: Path = Field(Path("runs"), description="parent of run folders runs/<utc>_<config-id>/")
 
 
+# --- account protection (qa_engine.risk.kill_switches, actors/risk_guard.py) -------------------------
+
+GuardAction = Literal["reduce", "conservative", "flatten", "halt"]
+GuardResume = Literal["next_utc_day", "cool_down", "manual"]
+
+
+class _RuleConfig(_Model):
+    action: GuardAction = Field(
+        "halt",
+        description="reduce / conservative: trade at size_scale; flatten: close positions, reduce-only; "
+        "halt: close positions, no orders",
+    )
+    resume: GuardResume = Field("next_utc_day", description="when trading resumes after the rule fired")
+    cool_down_secs: int = Field(3_600, ge=0, description="resume = cool_down: this long after firing")
+    confirm_evaluations: int = Field(
+        2, ge=1, description="the condition must hold on this many consecutive evaluations to fire"
+    )
+    confirm_secs: int = Field(0, ge=0, description="... and for at least this long")
+    size_scale: float = Field(0.5, gt=0, le=1, description="reduce / conservative: new orders at this size")
+
+
+class DailyLossConfig(_RuleConfig):
+    limit_pct: float = Field(
+        5.0, gt=0, lt=100, description="fire at this loss from the UTC day's first equity"
+    )
+
+
+class ConsecutiveLossesConfig(_RuleConfig):
+    max_losses: int = Field(5, ge=1, description="fire after this many losing round trips in a row")
+    confirm_evaluations: int = Field(1, ge=1, description="the streak is its own confirmation")
+    resume: GuardResume = Field("cool_down", description="when trading resumes after the rule fired")
+    action: GuardAction = Field("flatten", description="see daily_loss")
+
+
+class DrawdownConfig(_RuleConfig):
+    limit_pct: float = Field(15.0, gt=0, lt=100, description="fire at this drawdown from the equity peak")
+    resume: GuardResume = Field("manual", description="when trading resumes after the rule fired")
+
+
+class VolatilitySpikeConfig(_RuleConfig):
+    window_bars: int = Field(12, ge=3, description="realised volatility over this many bar returns")
+    baseline_bars: int = Field(288, ge=3, description="... compared with its median over this many bars")
+    multiple: float = Field(3.0, gt=1, description="fire when volatility exceeds this multiple of it")
+    action: GuardAction = Field("reduce", description="see daily_loss")
+    resume: GuardResume = Field("cool_down", description="cool_down: once calm again and cooled down")
+    cool_down_secs: int = Field(1_800, ge=0, description="resume = cool_down: this long after firing")
+
+    @model_validator(mode="after")
+    def _check(self) -> VolatilitySpikeConfig:
+        if self.baseline_bars < self.window_bars:
+            raise ValueError(
+                f"baseline_bars ({self.baseline_bars}) must be >= window_bars ({self.window_bars})"
+            )
+        return self
+
+
+class ErrorRateConfig(_RuleConfig):
+    max_errors: int = Field(10, ge=1, description="fire at this many order / API errors ...")
+    window_secs: int = Field(300, ge=1, description="... within this window")
+    confirm_evaluations: int = Field(1, ge=1, description="the count is its own confirmation")
+    resume: GuardResume = Field("cool_down", description="cool_down: once the errors aged out")
+    cool_down_secs: int = Field(900, ge=0, description="resume = cool_down: this long after firing")
+
+
+class ModelDisagreementConfig(_RuleConfig):
+    window: int = Field(24, ge=2, description="the last this many proposals ...")
+    max_share: float = Field(0.6, gt=0, le=1, description="... disagreeing in at least this share")
+    action: GuardAction = Field("conservative", description="see daily_loss")
+    resume: GuardResume = Field("cool_down", description="cool_down: once they agree again")
+    cool_down_secs: int = Field(0, ge=0, description="resume = cool_down: this long after firing")
+
+
+class RiskLimitsConfig(_Model):
+    max_position: dict[str, Decimal] = Field(
+        default_factory=dict, description="instrument id -> largest absolute position (base units)"
+    )
+    risk_per_trade_pct: float | None = Field(
+        None, gt=0, le=100, description="largest notional of one order as a share of equity"
+    )
+    max_order_submit_rate: str = Field(
+        "100/00:00:01", pattern=r"^\d+/\d{2}:\d{2}:\d{2}$", description="Nautilus RiskEngine order rate"
+    )
+    max_notional_per_order: dict[str, int] = Field(
+        default_factory=dict, description="instrument id -> largest notional of one order (quote currency)"
+    )
+
+
+class RiskConfig(_Model):
+    """Kill switches (each rule off unless its section is present) and limits."""
+
+    daily_loss: DailyLossConfig | None = None
+    consecutive_losses: ConsecutiveLossesConfig | None = None
+    drawdown: DrawdownConfig | None = None
+    volatility_spike: VolatilitySpikeConfig | None = None
+    error_rate: ErrorRateConfig | None = None
+    model_disagreement: ModelDisagreementConfig | None = None
+    limits: RiskLimitsConfig = RiskLimitsConfig()
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "daily_loss",
+        "consecutive_losses",
+        "drawdown",
+        "volatility_spike",
+        "error_rate",
+        "model_disagreement",
+    )
+
+    def rules(self) -> dict[str, dict[str, Any]]:
+        """The configured rules as plain dicts (qa_engine.risk.kill_switches.guard_from_rules)."""
+        return {name: getattr(self, name).model_dump() for name in self.RULES if getattr(self, name)}
+
+
 class BacktestConfig(_Model):
     """One backtest run. Loaded from TOML, overridable with `--set a.b=value`."""
 
@@ -271,6 +384,7 @@ class BacktestConfig(_Model):
     data: DataConfig
     strategies: list[ComponentConfig] = Field(min_length=1)
     actors: list[ComponentConfig] = Field(default_factory=list)
+    risk: RiskConfig = RiskConfig()
     engine: EngineConfig = EngineConfig()
     output: OutputConfig = OutputConfig()
 
@@ -364,6 +478,7 @@ class LiveConfig(_Model):
     bars: list[BarsConfig] = Field(min_length=1, description="bar series the node subscribes to")
     strategies: list[ComponentConfig] = Field(min_length=1)
     actors: list[ComponentConfig] = Field(default_factory=list)
+    risk: RiskConfig = RiskConfig()
     engine: EngineConfig = EngineConfig()
     output: OutputConfig = OutputConfig()
     live: LiveSettings = LiveSettings()
@@ -397,6 +512,7 @@ class LiveConfig(_Model):
             bars=config.data.bars,
             strategies=config.strategies,
             actors=config.actors,
+            risk=config.risk,
             engine=config.engine,
             output=config.output,
             live=live,

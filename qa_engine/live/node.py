@@ -33,9 +33,12 @@ from nautilus_trader.config import TradingNodeConfig
 
 from qa_engine.config.build import build_venue_configs
 from qa_engine.config.build import resolve_component
+from qa_engine.config.build import risk_engine_config
+from qa_engine.config.build import risk_guard_actor
 from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import LiveConfig
 from qa_engine.errors import ConfigError
+from qa_engine.lifecycle import attach_risk_engine
 from qa_engine.live.clients import Credentials
 from qa_engine.live.clients import LiveClients
 from qa_engine.live.clients import LiveClientSpec
@@ -181,8 +184,12 @@ def plan_live_run(
                 config={"component_id": "FundingFeed", "instrument_ids": instrument_ids},
             )
         )
+    # The guard's state lives beside the run folders: a restarted node (a new run folder) finds it.
+    guard_state = config.output.directory / f"{config.id}.risk_guard.json"
+    guard = risk_guard_actor(config, [b.bar_type for b in config.bars], guard_state, persist_every_bar=True)
     node_config = TradingNodeConfig(
         trader_id=config.engine.trader_id,
+        risk_engine=risk_engine_config(config),
         logging=LoggingConfig(
             log_level=config.engine.log_level,
             log_level_file="INFO",
@@ -204,7 +211,7 @@ def plan_live_run(
             )
             for s in strategies
         ],
-        actors=[journal, *feeds]
+        actors=[journal, *feeds, *([guard] if guard else [])]
         + [
             ImportableActorConfig(actor_path=a.component_path, config_path=a.config_path, config=a.params)
             for a in actors
@@ -228,6 +235,7 @@ def plan_live_run(
         "strategies": ", ".join(s.name for s in config.strategies),
         "leverage": f"{venue.leverage:g}x",
         "on stop": "cancel open orders, close positions" if live.flatten_on_stop else "cancel open orders",
+        "kill switches": ", ".join(config.risk.rules()) or "none",
         "endpoints": "overridden" if live.bybit.overridden() else "the environment's own",
         "api key": "from the environment" if credentials else "none (public data only)",
     }
@@ -247,6 +255,7 @@ def run_live_node(plan: LivePlan) -> dict[str, Any]:
     for name, factory in plan.exec_factories.items():
         node.add_exec_client_factory(name, factory)
     node.build()
+    attach_risk_engine(node.trader, node.kernel.risk_engine)
     max_runtime = plan.config.live.max_runtime_secs
     if max_runtime is not None:
         loop.call_later(max_runtime, node.stop)

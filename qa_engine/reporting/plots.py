@@ -42,10 +42,16 @@ def plot_equity_curve(
     *,
     starting_balance: float | None = None,
     quote_currency: str | None = None,
+    risk_events: pl.DataFrame | None = None,
 ) -> Path:
     """Write ``equity_curve_figure(...)`` as a PNG to ``path``; create the folder; return the path."""
     figure = equity_curve_figure(
-        equity, title, trades, starting_balance=starting_balance, quote_currency=quote_currency
+        equity,
+        title,
+        trades,
+        starting_balance=starting_balance,
+        quote_currency=quote_currency,
+        risk_events=risk_events,
     )
     return _save(figure, path)
 
@@ -57,6 +63,7 @@ def equity_curve_figure(
     *,
     starting_balance: float | None = None,
     quote_currency: str | None = None,
+    risk_events: pl.DataFrame | None = None,
 ) -> Figure:
     """Two panels on a shared UTC time axis: equity (top) and drawdown % from the running peak
     (bottom, filled, plotted as negative percent).
@@ -65,6 +72,8 @@ def equity_curve_figure(
     markers (black x), placed on the drawn (linearly interpolated) curve at the fill time, when there
     are at most ``MAX_TRADE_MARKERS`` round trips. ``starting_balance`` (default: the first equity value)
     is the dashed reference line and the first peak of the drawdown, as in ``compute_performance``.
+    ``risk_events`` (the risk guard's triggers and resumes) draw vertical lines on both panels: red
+    dashed where a kill switch fired, green dotted where trading resumed.
     """
     equity = validate_equity_curve(equity)
     start = float(equity["equity"][0]) if starting_balance is None else float(starting_balance)
@@ -83,6 +92,8 @@ def equity_curve_figure(
     equity_axes.axhline(start, color="grey", linestyle="--", linewidth=0.8, label=f"Start {start:,.2f}")
     if trades is not None:
         _draw_trade_markers(equity_axes, equity, validate_round_trips(trades))
+    if risk_events is not None and risk_events.height:
+        _draw_risk_events(equity_axes, risk_events, labelled=True)
     final = float(values[-1])
     equity_axes.set_title(
         f"Final {final:,.2f} {unit} ({(final / start - 1) * 100:+.2f} %)   "
@@ -101,6 +112,8 @@ def equity_curve_figure(
     drawdown_axes.set_xlabel("Time (UTC)")
     drawdown_axes.set_ylim(top=0.0, bottom=min(-1.0, float(-drawdown_pct.max()) * 1.1))
     drawdown_axes.grid(True, alpha=0.3)
+    if risk_events is not None and risk_events.height:
+        _draw_risk_events(drawdown_axes, risk_events, labelled=False)
     _format_time_axis(drawdown_axes)
 
     figure.suptitle(title, fontsize=13)
@@ -177,6 +190,20 @@ def _draw_trade_markers(axes: Axes, equity: pl.DataFrame, trades: pl.DataFrame) 
             axes.scatter(x, y, marker=symbol, color=colour, s=36, zorder=3, label=label)
     x, y = on_curve("exit_ts", trades)
     axes.scatter(x, y, marker="x", color="black", s=28, linewidths=1.0, zorder=3, label="Exit")
+
+
+def _draw_risk_events(axes: Axes, events: pl.DataFrame, labelled: bool) -> None:
+    styles = {
+        "trigger": ("tab:red", "--", "Kill switch fired"),
+        "resume": ("tab:green", ":", "Trading resumed"),
+    }
+    for kind, (colour, style, label) in styles.items():
+        subset = events.filter(pl.col("kind") == kind)
+        for index, when in enumerate(_naive_utc(subset["ts"])):
+            first = labelled and index == 0
+            axes.axvline(when, color=colour, linestyle=style, linewidth=1.0, label=label if first else None)
+    if labelled:
+        axes.legend(loc="upper left", fontsize=8)
 
 
 def _format_time_axis(axes: Axes) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from dataclasses import field
 from datetime import UTC
 from datetime import datetime
 from decimal import Decimal
@@ -89,6 +90,37 @@ class BacktestReport:
     funding_rows: pl.DataFrame
     # The venue simulation the run used: slippage, maintenance rates, liquidations, denied orders.
     venue_simulation: dict[str, Any]
+    # Kill switches (actors/risk_guard.py): one row per trigger and resume; empty without a [risk] rule.
+    risk_events: pl.DataFrame = field(default_factory=lambda: risk_events_frame([]))
+
+
+RISK_EVENT_COLUMNS = ("ts", "kind", "rule", "action", "value", "threshold", "message")
+
+
+def risk_events_frame(events) -> pl.DataFrame:
+    """The risk guard's GuardEvents (qa_engine.risk.kill_switches) as a table."""
+    rows = [
+        {
+            "ts": event.ts_ns,
+            "kind": event.kind,
+            "rule": event.rule,
+            "action": event.action,
+            "value": event.value,
+            "threshold": event.threshold,
+            "message": event.message,
+        }
+        for event in events
+    ]
+    schema = {
+        "ts": pl.Int64,
+        "kind": pl.Utf8,
+        "rule": pl.Utf8,
+        "action": pl.Utf8,
+        "value": pl.Float64,
+        "threshold": pl.Float64,
+        "message": pl.Utf8,
+    }
+    return pl.DataFrame(rows, schema=schema).with_columns(pl.col("ts").cast(UTC_NS))
 
 
 def trades_frame(round_trips) -> pl.DataFrame:
@@ -232,8 +264,9 @@ def venue_simulation(config: BacktestConfig, recorder) -> dict[str, Any]:
     }
 
 
-def build_report(config: BacktestConfig, recorder, funding_plan) -> BacktestReport:
-    """`funding_plan`: qa_engine.config.build.FundingPlan, which perpetuals had funding settled."""
+def build_report(config: BacktestConfig, recorder, funding_plan, risk_events=()) -> BacktestReport:
+    """`funding_plan`: qa_engine.config.build.FundingPlan, which perpetuals had funding settled;
+    `risk_events`: the risk guard's GuardEvents, if the run had one."""
     starting_balance = sum((Decimal(str(v.starting_balance)) for v in config.venues), Decimal(0))
     trades = trades_frame(recorder.round_trips)
     smallest_interval_ns = min(INTERVAL_SECS[b.interval] for b in config.data.bars) * 1_000_000_000
@@ -288,6 +321,7 @@ def build_report(config: BacktestConfig, recorder, funding_plan) -> BacktestRepo
         funding=funding_summary(recorder, funding_plan),
         funding_rows=funding_frame(recorder.funding_payments),
         venue_simulation=venue_simulation(config, recorder),
+        risk_events=risk_events_frame(risk_events),
     )
 
 
@@ -308,19 +342,31 @@ def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
         "fee_rates": {name: rates.to_dict() for name, rates in report.fee_rates.items()},
         "funding": report.funding,
         "venue_simulation": report.venue_simulation,
+        "risk_guard": risk_guard_summary(report.risk_events),
     }
     (run_dir / "performance_metrics.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     report.trades.write_csv(run_dir / "trades.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
     report.fills.write_csv(run_dir / "fills.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.3fZ")
     report.funding_rows.write_csv(run_dir / "funding.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
     report.equity.write_csv(run_dir / "equity_curve.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
+    report.risk_events.write_csv(run_dir / "risk_events.csv", datetime_format="%Y-%m-%dT%H:%M:%SZ")
     plot_equity_curve(
         report.equity,
         run_dir / "equity_curve.png",
         title=title,
         trades=report.trades,
         quote_currency=report.currency,
+        risk_events=report.risk_events,
     )
+
+
+def risk_guard_summary(events: pl.DataFrame) -> dict[str, Any]:
+    """Triggers and resumes per rule, for performance_metrics.json."""
+    summary: dict[str, Any] = {}
+    for row in events.iter_rows(named=True):
+        entry = summary.setdefault(row["rule"], {"action": row["action"], "triggers": 0, "resumes": 0})
+        entry["triggers" if row["kind"] == "trigger" else "resumes"] += 1
+    return summary
 
 
 __all__ = ["BacktestReport", "Reconciliation", "build_report", "write_report"]

@@ -47,6 +47,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+# Where the guard's state reaches the strategies (actors/risk_guard.py publishes, strategies/base.py reads):
+# a dict {"mode": Mode value, "size_scale": float, "fired": [rule names]}; the Cache key holds it as JSON
+# for a strategy that starts after the guard changed mode.
+STATE_TOPIC = "risk.guard"
+STATE_CACHE_KEY = "qa.risk.state"
+LIMITS_CACHE_KEY = (
+    "qa.risk.limits"  # {"max_position": {instrument id: str quantity}, "risk_per_trade_pct": x}
+)
+
 NANOS_PER_SEC = 1_000_000_000
 NANOS_PER_DAY = 86_400 * NANOS_PER_SEC
 ROBUST_SIGMA = 1.4826  # sigma / median |x| for a normal distribution
@@ -518,3 +527,29 @@ class RiskGuard:
         rule.reset(ts_ns, self.last_equity)
         message = f"{rule.name}: resumed ({why})"
         return GuardEvent("resume", rule.name, rule.settings.action.value, ts_ns, 0.0, 0.0, message)
+
+
+RULE_CLASSES: dict[str, tuple[type[Rule], tuple[str, ...]]] = {
+    "daily_loss": (DailyLossRule, ("limit_pct",)),
+    "consecutive_losses": (ConsecutiveLossesRule, ("max_losses",)),
+    "drawdown": (DrawdownRule, ("limit_pct",)),
+    "volatility_spike": (VolatilitySpikeRule, ("window_bars", "baseline_bars", "multiple")),
+    "error_rate": (ErrorRateRule, ("max_errors", "window_secs")),
+    "model_disagreement": (ModelDisagreementRule, ("window", "max_share")),
+}
+SETTING_FIELDS = ("action", "resume", "cool_down_secs", "confirm_evaluations", "confirm_secs", "size_scale")
+
+
+def guard_from_rules(rules: dict[str, dict[str, Any]]) -> RiskGuard:
+    """A guard from plain dicts, name -> fields (the run config's `[risk.<rule>]` sections, dumped)."""
+    built = []
+    for name, fields in rules.items():
+        if name not in RULE_CLASSES:
+            raise ValueError(f"unknown kill-switch rule {name!r}; rules: {', '.join(RULE_CLASSES)}")
+        rule_class, own = RULE_CLASSES[name]
+        settings = {key: fields[key] for key in SETTING_FIELDS if key in fields}
+        settings["action"] = Action(settings.get("action", Action.HALT))
+        settings["resume"] = Resume(settings.get("resume", Resume.NEXT_UTC_DAY))
+        arguments = {key: fields[key] for key in own if key in fields}
+        built.append(rule_class(RuleSettings(**settings), **arguments))
+    return RiskGuard(built)

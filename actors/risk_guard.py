@@ -1,0 +1,226 @@
+"""RiskGuardActor: the account's kill switches, the same in backtests and live.
+
+It feeds qa_engine.risk.kill_switches.RiskGuard with what the account lives through - the equity of the
+guarded venue's account at every bar close (balance + unrealised pnl at the closes), every closed round
+trip (PositionClosed realised pnl), every order the venue rejected, and, for the model-disagreement rule,
+the Oracle's forecast direction against the Trinity strategy's proposal - and carries out its answers:
+
+- the guard's mode and size scale are published on the bus (topic `risk.guard`) and kept in the Cache
+  (key `qa.risk.state`), where TargetPositionStrategy reads them: new orders at `size_scale`; in
+  `reducing` / `halted` mode each strategy closes its position and cancels its orders;
+- Nautilus' TradingState follows the mode: ACTIVE, REDUCING for flatten, and for halt REDUCING until
+  every position on the venue is closed, then HALTED. The runner (backtest and live) hands the actor its
+  kernel's RiskEngine (`attach_risk_engine`): Nautilus has no bus message that sets the trading state.
+
+Every trigger and resume is logged, kept in `events` (the report's table and equity-plot marks) and, with
+`state_path`, the guard's whole state is written there (atomically) after every change and at stop, and
+read back at start: a halted node that is killed and restarted stays halted until its resume rule says
+otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.config import ActorConfig
+from nautilus_trader.model.data import Bar
+from nautilus_trader.model.data import BarType
+from nautilus_trader.model.data import DataType
+from nautilus_trader.model.enums import TradingState
+from nautilus_trader.model.events import OrderCancelRejected
+from nautilus_trader.model.events import OrderModifyRejected
+from nautilus_trader.model.events import OrderRejected
+from nautilus_trader.model.events import PositionClosed
+from nautilus_trader.model.identifiers import Venue
+
+from qa_engine.lifecycle import stop_after_start
+from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY
+from qa_engine.risk.kill_switches import STATE_CACHE_KEY
+from qa_engine.risk.kill_switches import STATE_TOPIC
+from qa_engine.risk.kill_switches import GuardEvent
+from qa_engine.risk.kill_switches import Mode
+from qa_engine.risk.kill_switches import RiskGuard
+from qa_engine.risk.kill_switches import guard_from_rules
+from qa_engine.signals import Action as ActionMessage
+from qa_engine.signals import Forecast
+from qa_engine.signals import subscribe_bus
+
+TRADING_STATES = {
+    Mode.ACTIVE: TradingState.ACTIVE,
+    Mode.REDUCED: TradingState.ACTIVE,
+    Mode.REDUCING: TradingState.REDUCING,
+    Mode.HALTED: TradingState.HALTED,
+}
+
+
+class RiskGuardActorConfig(ActorConfig, frozen=True):
+    bar_types: list[str]  # evaluated once per close time, on the first of them that arrives
+    venue: str = "BYBIT"  # the account whose equity is guarded
+    rules: dict[str, dict] | None = None  # name -> fields (the run config's [risk.<rule>] sections)
+    max_position: dict[str, str] | None = None  # instrument id -> largest absolute position
+    risk_per_trade_pct: float | None = None  # largest notional of one order, % of equity
+    state_path: str | None = None  # JSON file of the guard's state (live: kept across restarts)
+    persist_every_bar: bool = False  # live: True (the rules' windows survive a kill -9), backtest: False
+
+
+def state_message(guard: RiskGuard) -> dict:
+    return {"mode": guard.mode.value, "size_scale": guard.size_scale, "fired": guard.fired_rules}
+
+
+class RiskGuardActor(Actor):
+    def __init__(self, config: RiskGuardActorConfig) -> None:
+        super().__init__(config)
+        self.guard: RiskGuard | None = None
+        self.events: list[GuardEvent] = []
+        self.config_errors: list[str] = []  # the backtest runner fails with these (ConfigError)
+        self._risk_engine = None
+        self._venue = Venue(config.venue)
+        self._last_close: dict[str, Decimal] = {}
+        self._last_ts = -1
+        self._oracle_direction: dict[str, int] = {}
+        self._published_mode: Mode | None = None
+
+    @property
+    def risk_guard_events(self) -> list[GuardEvent]:
+        """What the backtest runner puts in the report."""
+        return self.events
+
+    def attach_risk_engine(self, risk_engine) -> None:
+        """The kernel's RiskEngine, whose TradingState the guard sets (called by the runner)."""
+        self._risk_engine = risk_engine
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        try:
+            self.guard = guard_from_rules(self.config.rules or {})
+        except ValueError as error:
+            self._refuse(f"risk guard: {error}")
+            return
+        path = Path(self.config.state_path) if self.config.state_path else None
+        if path is not None and path.exists():
+            try:
+                self.guard.restore(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, TypeError, KeyError) as error:
+                self._refuse(f"risk guard state {path} is unreadable ({error}): fix or delete it")
+                return
+            self.log.warning(f"risk guard state restored from {path}: mode {self.guard.mode.value}")
+        for bar_type in self.config.bar_types:
+            self.subscribe_bars(BarType.from_str(bar_type))
+        self.msgbus.subscribe(topic="events.position.*", handler=self._on_position_event)
+        self.msgbus.subscribe(topic="events.order.*", handler=self._on_order_event)
+        if "model_disagreement" in self.guard.rules:
+            for bar_type in self.config.bar_types:
+                instrument = BarType.from_str(bar_type).instrument_id
+                subscribe_bus(self, DataType(Forecast, metadata={"instrument_id": instrument}))
+                subscribe_bus(self, DataType(ActionMessage, metadata={"instrument_id": instrument}))
+        limits = {
+            "max_position": self.config.max_position or {},
+            "risk_per_trade_pct": self.config.risk_per_trade_pct,
+        }
+        self.cache.add(LIMITS_CACHE_KEY, json.dumps(limits).encode())
+        self._apply(force=True)
+
+    def on_stop(self) -> None:
+        self._save()
+
+    # --- observations --------------------------------------------------------------------------------
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.guard is None:
+            return
+        self._last_close[bar.bar_type.instrument_id.value] = bar.close.as_decimal()
+        if bar.ts_event == self._last_ts:  # several bar series at one close: evaluate once
+            return
+        self._last_ts = bar.ts_event
+        self._handle(self.guard.on_bar(bar.ts_event, self.equity(), bar.close.as_double()))
+        if self._published_mode is Mode.REDUCING and self.guard.mode is Mode.HALTED:
+            self._apply()  # halt waits in REDUCING until the positions are closed
+        if self.config.persist_every_bar:
+            self._save()
+
+    def on_data(self, data) -> None:
+        if self.guard is None:
+            return
+        instrument = data.instrument_id.value
+        if isinstance(data, Forecast):
+            values = data.values  # (horizon, quantiles)
+            median = values[-1, values.shape[1] // 2]
+            self._oracle_direction[instrument] = (median > 0) - (median < 0)
+        elif isinstance(data, ActionMessage) and instrument in self._oracle_direction:
+            proposal = (data.target_position > 0) - (data.target_position < 0)
+            oracle = self._oracle_direction[instrument]
+            self._handle(self.guard.on_proposal(data.ts_event, oracle, proposal))
+
+    def _on_position_event(self, event) -> None:
+        if self.guard is not None and isinstance(event, PositionClosed):
+            self._handle(self.guard.on_round_trip(event.ts_event, event.realized_pnl.as_decimal()))
+        if (
+            self._published_mode is Mode.REDUCING
+            and self.guard is not None
+            and self.guard.mode is Mode.HALTED
+        ):
+            self._apply()
+
+    def _on_order_event(self, event) -> None:
+        if self.guard is not None and isinstance(
+            event, OrderRejected | OrderCancelRejected | OrderModifyRejected
+        ):
+            self._handle(self.guard.on_order_error(event.ts_event))
+
+    # --- actions -------------------------------------------------------------------------------------
+
+    def equity(self) -> Decimal:
+        """Balance of the guarded account + unrealised pnl of its open positions at the last closes."""
+        account = self.portfolio.account(self._venue)
+        total = account.balance_total().as_decimal() if account is not None else Decimal(0)
+        for position in self.cache.positions_open(venue=self._venue):
+            close = self._last_close.get(position.instrument_id.value)
+            if close is None:
+                continue
+            multiplier = position.multiplier.as_decimal()
+            average = Decimal(str(position.avg_px_open))
+            total += (close - average) * position.signed_decimal_qty() * multiplier
+        return total
+
+    def _handle(self, events: list[GuardEvent]) -> None:
+        if not events:
+            return
+        for event in events:
+            self.events.append(event)
+            self.log.warning(f"risk guard {event.kind}: {event.message}")
+        self._apply()
+        self._save()
+
+    def _apply(self, force: bool = False) -> None:
+        """Publish the guard's mode and set Nautilus' trading state to match."""
+        mode = self.guard.mode
+        message = state_message(self.guard)
+        self.cache.add(STATE_CACHE_KEY, json.dumps(message).encode())
+        effective = mode
+        if mode is Mode.HALTED and self.cache.positions_open_count(venue=self._venue) > 0:
+            effective = Mode.REDUCING  # the strategies close their positions first
+        if effective is self._published_mode and not force:
+            return
+        self._published_mode = effective
+        self.msgbus.publish(topic=STATE_TOPIC, msg=message)
+        if self._risk_engine is not None and self._risk_engine.trading_state != TRADING_STATES[effective]:
+            self._risk_engine.set_trading_state(TRADING_STATES[effective])
+
+    def _save(self) -> None:
+        if self.guard is None or not self.config.state_path:
+            return
+        path = Path(self.config.state_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_text(json.dumps(self.guard.to_dict()), encoding="utf-8")
+        os.replace(partial, path)  # atomic: a kill -9 leaves the old state or the new one
+
+    def _refuse(self, message: str) -> None:
+        self.config_errors.append(message)
+        self.log.error(message)
+        stop_after_start(self, "config")
