@@ -5,7 +5,6 @@ data/klines and data/funding, ingested into a catalog of the test's own)."""
 from __future__ import annotations
 
 import json
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,36 +14,14 @@ import pytest
 from qa_engine.backtest.runner import run_backtest
 from qa_engine.config.loader import load_config
 from qa_engine.config.models import BacktestConfig
-from qa_engine.data.funding import merge_funding_rates
-from qa_engine.data.funding import read_funding_file
-from qa_engine.data.ingest import catalog_writer
-from qa_engine.data.ingest import ingest_klines
-from qa_engine.data.ingest import write_instrument
-from qa_engine.plugins import load_instrument
+from tests.real_catalogs import october_2025_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def october(tmp_path_factory) -> Path:
-    catalog = tmp_path_factory.mktemp("october") / "catalog"
-    instrument = load_instrument("bybit-linear", "BTCUSDT")
-    ingest_klines(
-        [ROOT / "data/klines/bybit_linear_BTCUSDT_5m.parquet"],
-        instrument,
-        "5m",
-        catalog,
-        start=date(2025, 10, 1),
-        end=date(2025, 10, 31),
-    )
-    with catalog_writer(catalog) as root:
-        write_instrument(root, instrument)
-        merge_funding_rates(
-            root,
-            instrument.id.value,
-            read_funding_file(ROOT / "data/funding/bybit_linear_BTCUSDT_funding.parquet"),
-        )
-    return catalog
+    return october_2025_catalog(tmp_path_factory.mktemp("october") / "catalog")
 
 
 def _run(catalog: Path, run_dir: Path, *overrides: str):
