@@ -15,7 +15,8 @@ the Oracle's forecast direction against the Trinity strategy's proposal - and ca
 Every trigger and resume is logged, kept in `events` (the report's table and equity-plot marks) and, with
 `state_path`, the guard's whole state is written there (atomically) after every change and at stop, and
 read back at start: a halted node that is killed and restarted stays halted until its resume rule says
-otherwise.
+otherwise. Fail safe: an exception while evaluating halts trading instead of stopping the node (a backtest
+then fails with the error).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nautilus_trader.model.events import OrderModifyRejected
 from nautilus_trader.model.events import OrderRejected
 from nautilus_trader.model.events import PositionClosed
 from nautilus_trader.model.identifiers import Venue
+from nautilus_trader.model.objects import Currency
 
 from qa_engine.lifecycle import stop_after_start
 from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY
@@ -59,7 +61,8 @@ TRADING_STATES = {
 
 class RiskGuardActorConfig(ActorConfig, frozen=True):
     bar_types: list[str]  # evaluated once per close time, on the first of them that arrives
-    venue: str = "BYBIT"  # the account whose equity is guarded
+    venue: str = "BYBIT"  # the account whose equity is guarded ...
+    currency: str = "USDT"  # ... in this currency (a Bybit unified account holds several)
     rules: dict[str, dict] | None = None  # name -> fields (the run config's [risk.<rule>] sections)
     max_position: dict[str, str] | None = None  # instrument id -> largest absolute position
     risk_per_trade_pct: float | None = None  # largest notional of one order, % of equity
@@ -77,8 +80,10 @@ class RiskGuardActor(Actor):
         self.guard: RiskGuard | None = None
         self.events: list[GuardEvent] = []
         self.config_errors: list[str] = []  # the backtest runner fails with these (ConfigError)
+        self.plugin_errors: list[str] = []  # ... and with these (PluginError)
         self._risk_engine = None
         self._venue = Venue(config.venue)
+        self._currency = Currency.from_str(config.currency)
         self._last_close: dict[str, Decimal] = {}
         self._last_ts = -1
         self._oracle_direction: dict[str, int] = {}
@@ -131,6 +136,9 @@ class RiskGuardActor(Actor):
     # --- observations --------------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
+        self._safely(self._on_bar, bar)
+
+    def _on_bar(self, bar: Bar) -> None:
         if self.guard is None:
             return
         self._last_close[bar.bar_type.instrument_id.value] = bar.close.as_decimal()
@@ -144,6 +152,9 @@ class RiskGuardActor(Actor):
             self._save()
 
     def on_data(self, data) -> None:
+        self._safely(self._on_data, data)
+
+    def _on_data(self, data) -> None:
         if self.guard is None:
             return
         instrument = data.instrument_id.value
@@ -157,6 +168,9 @@ class RiskGuardActor(Actor):
             self._handle(self.guard.on_proposal(data.ts_event, oracle, proposal))
 
     def _on_position_event(self, event) -> None:
+        self._safely(self._position_event, event)
+
+    def _position_event(self, event) -> None:
         if self.guard is not None and isinstance(event, PositionClosed):
             self._handle(self.guard.on_round_trip(event.ts_event, event.realized_pnl.as_decimal()))
         if (
@@ -167,6 +181,9 @@ class RiskGuardActor(Actor):
             self._apply()
 
     def _on_order_event(self, event) -> None:
+        self._safely(self._order_event, event)
+
+    def _order_event(self, event) -> None:
         if self.guard is not None and isinstance(
             event, OrderRejected | OrderCancelRejected | OrderModifyRejected
         ):
@@ -177,7 +194,10 @@ class RiskGuardActor(Actor):
     def equity(self) -> Decimal:
         """Balance of the guarded account + unrealised pnl of its open positions at the last closes."""
         account = self.portfolio.account(self._venue)
-        total = account.balance_total().as_decimal() if account is not None else Decimal(0)
+        total = Decimal(0)
+        if account is not None:
+            balance = account.balance_total(self._currency)
+            total = balance.as_decimal() if balance is not None else Decimal(0)
         for position in self.cache.positions_open(venue=self._venue):
             close = self._last_close.get(position.instrument_id.value)
             if close is None:
@@ -219,6 +239,17 @@ class RiskGuardActor(Actor):
         partial = path.with_suffix(path.suffix + ".partial")
         partial.write_text(json.dumps(self.guard.to_dict()), encoding="utf-8")
         os.replace(partial, path)  # atomic: a kill -9 leaves the old state or the new one
+
+    def _safely(self, handler, *args) -> None:
+        """Fail safe: a guard that cannot evaluate leaves the account unprotected, so an exception here
+        halts trading (and is logged) instead of stopping the node."""
+        try:
+            handler(*args)
+        except Exception as error:
+            self.log.error(f"risk guard failed ({error!r}): halting trading")
+            self.plugin_errors.append(f"risk guard failed: {error!r}")
+            if self._risk_engine is not None:
+                self._risk_engine.set_trading_state(TradingState.HALTED)
 
     def _refuse(self, message: str) -> None:
         self.config_errors.append(message)

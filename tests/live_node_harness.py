@@ -69,6 +69,8 @@ def live_config(
     notional_pct: float = 50.0,
     flatten_on_stop: bool = False,
     log_level: str = "WARNING",
+    risk: dict[str, Any] | None = None,
+    output_dir: Path | None = None,
 ) -> LiveConfig:
     """EMA cross (short periods: it trades often) on BTCUSDT 5m, every endpoint on the loopback venue."""
     backtest = BacktestConfig.model_validate(
@@ -104,6 +106,8 @@ def live_config(
                 }
             ],
             "engine": {"trader_id": "QA-001", "log_level": log_level},
+            "risk": risk or {},
+            **({"output": {"directory": str(output_dir)}} if output_dir else {}),
         }
     )
     settings = LiveSettings(

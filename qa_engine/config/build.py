@@ -388,6 +388,7 @@ def risk_guard_actor(
         "component_id": "RiskGuard",
         "bar_types": bar_types,
         "venue": config.venues[0].name,
+        "currency": config.venues[0].currency,
         "rules": rules,
         "max_position": {key: str(value) for key, value in limits.max_position.items()},
         "risk_per_trade_pct": limits.risk_per_trade_pct,
@@ -400,10 +401,12 @@ def risk_guard_actor(
     )
 
 
-def risk_engine_config(config) -> RiskEngineConfig:
-    """Nautilus' own order-level limits from the [risk.limits] section."""
+def risk_engine_config(config, live: bool = False) -> RiskEngineConfig:
+    """Nautilus' own order-level limits from the [risk.limits] section (a live node needs the Live class)."""
+    from nautilus_trader.config import LiveRiskEngineConfig
+
     limits = config.risk.limits
-    return RiskEngineConfig(
+    return (LiveRiskEngineConfig if live else RiskEngineConfig)(
         max_order_submit_rate=limits.max_order_submit_rate,
         max_notional_per_order={key: value for key, value in limits.max_notional_per_order.items()},
     )

@@ -189,7 +189,7 @@ def plan_live_run(
     guard = risk_guard_actor(config, [b.bar_type for b in config.bars], guard_state, persist_every_bar=True)
     node_config = TradingNodeConfig(
         trader_id=config.engine.trader_id,
-        risk_engine=risk_engine_config(config),
+        risk_engine=risk_engine_config(config, live=True),
         logging=LoggingConfig(
             log_level=config.engine.log_level,
             log_level_file="INFO",

@@ -8,6 +8,7 @@ The venue runs in lockstep (a bar is published once the order traffic of the las
 
 from __future__ import annotations
 
+import json
 import signal
 from decimal import Decimal
 
@@ -215,3 +216,42 @@ def test_no_api_key_or_secret_in_the_run_folder_or_output_even_at_debug(tmp_path
     assert {"config.toml", "nautilus.log", "orders.jsonl", "summary.json"} <= set(files), files
     assert "LiveNode" in node.output() or node.output()  # the node did write its banner and table
     assert_no_secrets(node.run_dir, node.stdout_path)
+
+
+@pytest.mark.timeout(180)
+def test_a_halted_node_killed_and_restarted_stays_halted(tmp_path):
+    # daily loss of 0.1 % halts within the first trades (fees alone cost ~0.03 % a round trip); the guard's
+    # state lives beside the run folders, so the restarted node (a new run folder) reads it back. Every bar
+    # replayed here is on 2025-01-01: the resume rule (next UTC day) never comes, the node must not trade.
+    risk = {"daily_loss": {"limit_pct": 0.1, "confirm_evaluations": 1}}
+    with venue_for(bars=140, speed="600x") as venue:
+        config = live_config(venue, risk=risk, output_dir=tmp_path / "runs")
+        state_file = tmp_path / "runs" / "live-node-e2e.risk_guard.json"
+
+        def halted() -> bool:
+            if not state_file.exists():
+                return False
+            return json.loads(state_file.read_text())["trackers"]["daily_loss"]["fired_at_ns"] is not None
+
+        first = LiveNode.start(venue, tmp_path / "first", config)
+        first.wait_for(halted, 60, "the daily-loss halt")
+        first.wait_for(lambda: venue_position(venue) == 0, 20, "the position closed by the halt")
+        first.kill()
+        placed_at_kill = venue.state()["counts"].get("orders_placed", 0)
+        bars_at_restart = venue.state()["counts"].get("bars_published", 0)
+
+        second = LiveNode.start(venue, tmp_path / "second", config)
+        second.wait_for(
+            lambda: venue.state()["counts"].get("bars_published", 0) >= bars_at_restart + 30,
+            60,
+            "30 more bars while the restarted node runs",
+        )
+        assert second.stop(signal.SIGTERM) == 0, second.output()[-3000:]
+        placed_after = venue.state()["counts"].get("orders_placed", 0)
+
+    log = (second.run_dir / "nautilus.log").read_text()
+    assert "risk guard state restored" in log and "mode halted" in log
+    assert "TradingState is HALTED" in log
+    assert _placed_ids(second) == [] and placed_after == placed_at_kill, "the restarted node traded"
+    assert halted(), "still halted: its resume rule (next UTC day) has not come"
+    assert_no_secrets(first.run_dir, first.stdout_path, second.run_dir, second.stdout_path)
