@@ -222,6 +222,9 @@ def _venue_lines(simulation: dict) -> list[tuple[str, str]]:
     return lines
 
 
+MAX_RISK_ROWS = 20  # kill-switch events printed; the run folder's risk_events.csv has them all
+
+
 def print_summary(outcome) -> None:
     metrics = outcome.report.metrics
     reconciliation = outcome.report.reconciliation
@@ -275,6 +278,17 @@ def print_summary(outcome) -> None:
     for name, value in rows:
         summary.add_row(name, value)
     stdout_console.print(summary)
+    events = outcome.report.risk_events
+    if events.height:
+        guard = table(
+            f"Kill switches: {events.height} events (risk_events.csv)", ["time (UTC)", "event", "what"]
+        )
+        shown = events.head(MAX_RISK_ROWS)
+        for row in shown.iter_rows(named=True):
+            guard.add_row(f"{row['ts']:%Y-%m-%d %H:%M}", f"{row['kind']} {row['action']}", row["message"])
+        if events.height > MAX_RISK_ROWS:
+            guard.add_row("...", "", f"{events.height - MAX_RISK_ROWS} more in risk_events.csv")
+        stdout_console.print(guard)
     if outcome.report.per_instrument:
         stdout_console.print(
             metrics_table(

@@ -270,3 +270,36 @@ def test_state_survives_json_round_trip_and_a_halt_stays_halted() -> None:
 def test_bad_settings_are_refused(make) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+def test_the_run_config_risk_section_builds_the_same_guard() -> None:
+    from pydantic import ValidationError
+
+    from qa_engine.config.models import RiskConfig
+    from qa_engine.risk.kill_switches import guard_from_rules
+
+    config = RiskConfig.model_validate(
+        {
+            "daily_loss": {"limit_pct": 3},
+            "consecutive_losses": {},
+            "volatility_spike": {"multiple": 4, "size_scale": 0.25},
+            "error_rate": {"max_errors": 5},
+        }
+    )
+    guard = guard_from_rules(config.rules())
+    assert list(guard.rules) == ["daily_loss", "consecutive_losses", "volatility_spike", "error_rate"]
+    assert guard.rules["daily_loss"].limit_pct == 3
+    assert guard.rules["consecutive_losses"].settings.action is Action.FLATTEN
+    assert guard.rules["consecutive_losses"].settings.confirm_evaluations == 1
+    assert guard.rules["volatility_spike"].settings.size_scale == 0.25
+    assert RiskConfig().rules() == {}
+    for bad in (
+        {"daily_loss": {"limit_pct": 0}},
+        {"volatility_spike": {"window_bars": 50, "baseline_bars": 20}},
+        {"drawdown": {"action": "panic"}},
+        {"error_rate": {"max_errors": 5, "window": 60}},
+    ):
+        with pytest.raises(ValidationError):
+            RiskConfig.model_validate(bad)
+    with pytest.raises(ValueError, match="unknown kill-switch rule 'nope'"):
+        guard_from_rules({"nope": {}})
