@@ -113,6 +113,7 @@ from qa_engine.signals import Regime
 from qa_engine.signals import Signal
 from qa_engine.signals import hold
 from qa_engine.signals import subscribe_bus
+from strategies.base import STOPPED_MODES
 from strategies.base import TargetPositionStrategy
 
 # ---- presets -------------------------------------------------------------------------------------
@@ -550,7 +551,9 @@ class TrinityStrategy(TargetPositionStrategy):
             self.last_decision = decision
             self.decisions += 1
             self.outcomes[outcome_kind(ready, proposal, decision)] += 1
-            if decision.target_fraction is not None:
+            if decision.target_fraction is not None and self.risk_state["mode"] in STOPPED_MODES:
+                self.log.info(f"kill switch {self.risk_state['mode']} at {inputs.ts}: decision not executed")
+            elif decision.target_fraction is not None:
                 if self.has_pending_orders():
                     self.log.warning(f"order in flight at {inputs.ts}: decision not executed")
                 else:
@@ -652,7 +655,10 @@ class TrinityStrategy(TargetPositionStrategy):
             max_quantity=instrument.max_quantity.as_decimal() if instrument.max_quantity else None,
         )
         step = instrument.size_increment.as_decimal()
-        quantity = (full * Decimal(repr(abs(target))) / step).to_integral_value(rounding=ROUND_DOWN) * step
+        scale = Decimal(repr(abs(target))) * Decimal(repr(self.risk_state["size_scale"]))  # the kill switches
+        quantity = (full * scale / step).to_integral_value(rounding=ROUND_DOWN) * step
+        if self.max_position is not None:
+            quantity = min(quantity, self.max_position)
         if quantity <= 0:
             self.log.warning(f"entry {_direction(target)} at {bar.ts_event}: size rounds to 0 (equity/ATR)")
             return False
