@@ -202,6 +202,13 @@ def plan_live_run(
             reconciliation_lookback_mins=live.reconciliation_lookback_mins,
             reconciliation_startup_delay_secs=1.0,
             open_check_interval_secs=None if paper else 10.0,  # polls the venue for orders a drop hid
+            # a node runs for weeks: closed orders and positions older than an hour leave the cache
+            purge_closed_orders_interval_mins=10,
+            purge_closed_orders_buffer_mins=60,
+            purge_closed_positions_interval_mins=10,
+            purge_closed_positions_buffer_mins=60,
+            purge_account_events_interval_mins=10,
+            purge_account_events_lookback_mins=60,
         ),
         data_clients=data_clients,
         exec_clients=exec_clients,
