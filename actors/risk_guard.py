@@ -41,6 +41,7 @@ from nautilus_trader.model.objects import Currency
 
 from qa_engine.lifecycle import stop_after_start
 from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY
+from qa_engine.risk.kill_switches import RESUME_REQUEST_SUFFIX
 from qa_engine.risk.kill_switches import STATE_CACHE_KEY
 from qa_engine.risk.kill_switches import STATE_TOPIC
 from qa_engine.risk.kill_switches import GuardEvent
@@ -145,6 +146,7 @@ class RiskGuardActor(Actor):
         if bar.ts_event == self._last_ts:  # several bar series at one close: evaluate once
             return
         self._last_ts = bar.ts_event
+        self._take_resume_request(bar.ts_event)
         self._handle(self.guard.on_bar(bar.ts_event, self.equity(), bar.close.as_double()))
         if self._published_mode is Mode.REDUCING and self.guard.mode is Mode.HALTED:
             self._apply()  # halt waits in REDUCING until the positions are closed
@@ -230,6 +232,28 @@ class RiskGuardActor(Actor):
         self.msgbus.publish(topic=STATE_TOPIC, msg=message)
         if self._risk_engine is not None and self._risk_engine.trading_state != TRADING_STATES[effective]:
             self._risk_engine.set_trading_state(TRADING_STATES[effective])
+
+    def _take_resume_request(self, ts_ns: int) -> None:
+        """An operator's `qa live resume` (a request file beside the state): resume, then delete it."""
+        if not self.config.state_path:
+            return
+        request = Path(self.config.state_path + RESUME_REQUEST_SUFFIX)
+        if not request.exists():
+            return
+        try:
+            rules = json.loads(request.read_text(encoding="utf-8")).get("rules")
+        except ValueError as error:
+            self.log.error(f"resume request {request} is unreadable ({error}): ignored")
+            request.unlink(missing_ok=True)
+            return
+        events = []
+        for name in rules or [None]:
+            if name is None or name in self.guard.rules:
+                events += self.guard.resume_manually(ts_ns, name)
+            else:
+                self.log.error(f"resume request names no rule of this guard: {name!r}")
+        request.unlink(missing_ok=True)
+        self._handle(events)
 
     def _save(self) -> None:
         if self.guard is None or not self.config.state_path:

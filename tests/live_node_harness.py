@@ -176,6 +176,11 @@ class LiveNode:
     def summary(self) -> dict[str, Any]:
         return json.loads((self.run_dir / "summary.json").read_text())
 
+    @property
+    def config_path(self) -> Path:
+        """The live config TOML the node was started with (written beside its run folder)."""
+        return self.run_dir.parent / f"{self.run_dir.name}.toml"
+
     def output(self) -> str:
         return self.stdout_path.read_text(errors="replace")
 

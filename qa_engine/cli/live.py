@@ -91,3 +91,48 @@ def run_command(
     for key in ("runtime_secs", "orders", "orders_open", "fills", "positions_open", "accounts"):
         result.add_row(key, str(summary[key]))
     stdout_console.print(result)
+
+
+@live_app.command("resume")
+def resume_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="the live run config of the halted node")],
+    rule: Annotated[
+        list[str] | None, typer.Option("--rule", help="the fired rule to resume (repeat; default: all)")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Resume trading after a kill switch fired (the operator's decision, whatever the rule's resume).
+
+    Writes a resume request beside the guard's state (runs/<config-id>.risk_guard.json): a running node
+    takes it at its next bar, a stopped one when it starts."""
+    import json
+    import os
+
+    from qa_engine.live.node import guard_state_file
+    from qa_engine.risk.kill_switches import RESUME_REQUEST_SUFFIX
+
+    configure_logging()
+    live_config = load_config(LiveConfig, config, set_)
+    state_path = guard_state_file(live_config)
+    if not state_path.exists():
+        raise ConfigError(
+            f"{state_path}: no kill-switch state for config '{live_config.id}' (nothing to resume)"
+        )
+    try:
+        trackers = json.loads(state_path.read_text(encoding="utf-8"))["trackers"]
+    except (ValueError, KeyError) as error:
+        raise ConfigError(f"{state_path}: unreadable kill-switch state ({error})") from None
+    fired = [name for name, tracker in trackers.items() if tracker.get("fired_at_ns") is not None]
+    if not fired:
+        raise ConfigError(f"no kill switch of '{live_config.id}' is fired (state {state_path})")
+    unknown = [name for name in rule or [] if name not in fired]
+    if unknown:
+        raise ConfigError(f"--rule {unknown[0]}: not fired; fired: {', '.join(fired)}")
+    request = Path(str(state_path) + RESUME_REQUEST_SUFFIX)
+    partial = Path(str(request) + ".partial")
+    partial.write_text(json.dumps({"rules": rule or None}), encoding="utf-8")
+    os.replace(partial, request)
+    chosen = ", ".join(rule or fired)
+    stdout_console.print(
+        f"resume requested for {chosen}: a running node resumes at its next bar, a stopped one at start"
+    )

@@ -184,8 +184,7 @@ def plan_live_run(
                 config={"component_id": "FundingFeed", "instrument_ids": instrument_ids},
             )
         )
-    # The guard's state lives beside the run folders: a restarted node (a new run folder) finds it.
-    guard_state = config.output.directory / f"{config.id}.risk_guard.json"
+    guard_state = guard_state_file(config)
     guard = risk_guard_actor(config, [b.bar_type for b in config.bars], guard_state, persist_every_bar=True)
     node_config = TradingNodeConfig(
         trader_id=config.engine.trader_id,
@@ -247,6 +246,12 @@ def plan_live_run(
         "api key": "from the environment" if credentials else "none (public data only)",
     }
     return LivePlan(config, run_dir, node_config, data_factories, exec_factories, banner)
+
+
+def guard_state_file(config: LiveConfig) -> Path:
+    """The kill switches' state of a live config: beside the run folders, so that a restarted node (a new
+    run folder) finds it; `qa live resume` writes its resume request next to it."""
+    return config.output.directory / f"{config.id}.risk_guard.json"
 
 
 def run_live_node(plan: LivePlan) -> dict[str, Any]:

@@ -52,9 +52,10 @@ from typing import Any
 # for a strategy that starts after the guard changed mode.
 STATE_TOPIC = "risk.guard"
 STATE_CACHE_KEY = "qa.risk.state"
-LIMITS_CACHE_KEY = (
-    "qa.risk.limits"  # {"max_position": {instrument id: str quantity}, "risk_per_trade_pct": x}
-)
+# {"max_position": {instrument id: str quantity}, "risk_per_trade_pct": x}
+LIMITS_CACHE_KEY = "qa.risk.limits"
+# <state file>.resume holds {"rules": [names] or null (all)}: an operator's `qa live resume`
+RESUME_REQUEST_SUFFIX = ".resume"
 
 NANOS_PER_SEC = 1_000_000_000
 NANOS_PER_DAY = 86_400 * NANOS_PER_SEC

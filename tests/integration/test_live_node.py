@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -218,13 +220,14 @@ def test_no_api_key_or_secret_in_the_run_folder_or_output_even_at_debug(tmp_path
     assert_no_secrets(node.run_dir, node.stdout_path)
 
 
-@pytest.mark.timeout(180)
-def test_a_halted_node_killed_and_restarted_stays_halted(tmp_path):
+@pytest.mark.timeout(240)
+def test_a_halted_node_killed_and_restarted_stays_halted_until_resumed(tmp_path):
     # daily loss of 0.1 % halts within the first trades (fees alone cost ~0.03 % a round trip); the guard's
     # state lives beside the run folders, so the restarted node (a new run folder) reads it back. Every bar
-    # replayed here is on 2025-01-01: the resume rule (next UTC day) never comes, the node must not trade.
+    # replayed here is on 2025-01-01: the resume rule (next UTC day) never comes, the node must not trade
+    # until the operator's `qa live resume`.
     risk = {"daily_loss": {"limit_pct": 0.1, "confirm_evaluations": 1}}
-    with venue_for(bars=140, speed="600x") as venue:
+    with venue_for(bars=220, speed="600x") as venue:
         config = live_config(venue, risk=risk, output_dir=tmp_path / "runs")
         state_file = tmp_path / "runs" / "live-node-e2e.risk_guard.json"
 
@@ -246,12 +249,30 @@ def test_a_halted_node_killed_and_restarted_stays_halted(tmp_path):
             60,
             "30 more bars while the restarted node runs",
         )
+        placed_while_halted = venue.state()["counts"].get("orders_placed", 0)
+        assert _placed_ids(second) == [] and placed_while_halted == placed_at_kill, "the halted node traded"
+        assert halted(), "still halted: its resume rule (next UTC day) has not come"
+
+        resume = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qa_engine.cli.main",
+                "live",
+                "resume",
+                "--config",
+                str(second.config_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert resume.returncode == 0, resume.stdout + resume.stderr
+        second.wait_for(lambda: _placed_ids(second), 60, "an order after the resume")
         assert second.stop(signal.SIGTERM) == 0, second.output()[-3000:]
-        placed_after = venue.state()["counts"].get("orders_placed", 0)
 
     log = (second.run_dir / "nautilus.log").read_text()
     assert "risk guard state restored" in log and "mode halted" in log
-    assert "TradingState is HALTED" in log
-    assert _placed_ids(second) == [] and placed_after == placed_at_kill, "the restarted node traded"
-    assert halted(), "still halted: its resume rule (next UTC day) has not come"
+    assert "TradingState is HALTED" in log and "daily_loss: resumed (by hand)" in log
+    assert not halted()
     assert_no_secrets(first.run_dir, first.stdout_path, second.run_dir, second.stdout_path)

@@ -3,6 +3,7 @@ only with --yes, bad input exits 2 naming the culprit; and the journal compariso
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -155,3 +156,34 @@ def test_journals_compare_on_decisions_and_name_the_first_difference() -> None:
         [*backtest[:2], _order(2), {"event": "denied", "client_order_id": "O-2", "reason": "110007"}],
     )
     assert denied.differing_fields == ["denied"]
+
+
+def test_live_resume_writes_a_request_only_for_a_fired_rule(capsys, tmp_path) -> None:
+    from decimal import Decimal
+
+    from qa_engine.risk.kill_switches import guard_from_rules
+
+    out = f'output.directory="{tmp_path}"'
+    code, text = _run(["live", "resume", "--config", str(LIVE_CONFIG), "--set", out], capsys)
+    assert code == 2 and "no kill-switch state" in text
+
+    guard = guard_from_rules(
+        {"daily_loss": {"limit_pct": 1, "confirm_evaluations": 1}, "drawdown": {"limit_pct": 50}}
+    )
+    live = load_config(LiveConfig, LIVE_CONFIG, [out])
+    state = tmp_path / f"{live.id}.risk_guard.json"
+    state.write_text(json.dumps(guard.to_dict()))
+    code, text = _run(["live", "resume", "--config", str(LIVE_CONFIG), "--set", out], capsys)
+    assert code == 2 and "is fired" in text
+
+    guard.on_bar(1_735_689_600_000_000_000, Decimal(10_000), 1.0)
+    guard.on_bar(1_735_689_900_000_000_000, Decimal(9_800), 1.0)
+    assert guard.fired_rules == ["daily_loss"]
+    state.write_text(json.dumps(guard.to_dict()))
+    code, text = _run(
+        ["live", "resume", "--config", str(LIVE_CONFIG), "--set", out, "--rule", "drawdown"], capsys
+    )
+    assert code == 2 and "--rule drawdown: not fired; fired: daily_loss" in text
+    code, text = _run(["live", "resume", "--config", str(LIVE_CONFIG), "--set", out], capsys)
+    assert code == 0 and "resume requested for daily_loss" in text
+    assert json.loads((tmp_path / f"{live.id}.risk_guard.json.resume").read_text()) == {"rules": None}
