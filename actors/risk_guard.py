@@ -3,7 +3,8 @@
 It feeds qa_engine.risk.kill_switches.RiskGuard with what the account lives through - the equity of the
 guarded venue's account at every bar close (balance + unrealised pnl at the closes), every closed round
 trip (PositionClosed realised pnl), every order the venue rejected, and, for the model-disagreement rule,
-the Oracle's forecast direction against the Trinity strategy's proposal - and carries out its answers:
+the Oracle's forecast direction against the Strategist's raw proposal (Proposal, published by the
+Trinity strategy before its gates) - and carries out its answers:
 
 - the guard's mode and size scale are published on the bus (topic `risk.guard`) and kept in the Cache
   (key `qa.risk.state`), where TargetPositionStrategy reads them: new orders at `size_scale`; in
@@ -48,8 +49,8 @@ from qa_engine.risk.kill_switches import GuardEvent
 from qa_engine.risk.kill_switches import Mode
 from qa_engine.risk.kill_switches import RiskGuard
 from qa_engine.risk.kill_switches import guard_from_rules
-from qa_engine.signals import Action as ActionMessage
 from qa_engine.signals import Forecast
+from qa_engine.signals import Proposal
 from qa_engine.signals import subscribe_bus
 
 TRADING_STATES = {
@@ -123,7 +124,7 @@ class RiskGuardActor(Actor):
             for bar_type in self.config.bar_types:
                 instrument = BarType.from_str(bar_type).instrument_id
                 subscribe_bus(self, DataType(Forecast, metadata={"instrument_id": instrument}))
-                subscribe_bus(self, DataType(ActionMessage, metadata={"instrument_id": instrument}))
+                subscribe_bus(self, DataType(Proposal, metadata={"instrument_id": instrument}))
         limits = {
             "max_position": self.config.max_position or {},
             "risk_per_trade_pct": self.config.risk_per_trade_pct,
@@ -162,9 +163,9 @@ class RiskGuardActor(Actor):
         instrument = data.instrument_id.value
         if isinstance(data, Forecast):
             values = data.values  # (horizon, quantiles)
-            median = values[-1, values.shape[1] // 2]
+            median = float(values[-1, values.shape[1] // 2])
             self._oracle_direction[instrument] = (median > 0) - (median < 0)
-        elif isinstance(data, ActionMessage) and instrument in self._oracle_direction:
+        elif isinstance(data, Proposal) and instrument in self._oracle_direction:
             proposal = (data.target_position > 0) - (data.target_position < 0)
             oracle = self._oracle_direction[instrument]
             self._handle(self.guard.on_proposal(data.ts_event, oracle, proposal))
@@ -271,7 +272,9 @@ class RiskGuardActor(Actor):
             handler(*args)
         except Exception as error:
             self.log.error(f"risk guard failed ({error!r}): halting trading")
-            self.plugin_errors.append(f"risk guard failed: {error!r}")
+            message = f"risk guard failed: {error!r}"
+            if message not in self.plugin_errors:  # once per distinct error: it repeats every bar
+                self.plugin_errors.append(message)
             if self._risk_engine is not None:
                 self._risk_engine.set_trading_state(TradingState.HALTED)
 

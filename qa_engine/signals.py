@@ -1,5 +1,5 @@
 """What the trading components say to each other: decisions, and the custom Data types published
-on the message bus and stored in the catalog (FeatureVector, Forecast, Regime, Action).
+on the message bus and stored in the catalog (FeatureVector, Forecast, Regime, Action, Proposal).
 
 A decision is a target position as a fraction of the strategy's maximum position (-1 full short,
 0 flat, +1 full long; None keeps what is held), with the signal, the confidence and a readable
@@ -126,3 +126,14 @@ class Action(Data):
     signal: str = "HOLD"
     confidence_pct: float = 0.0
     reasoning: str = ""
+
+
+@customdataclass
+class Proposal(Data):
+    """The Strategist's own proposal at a bar, before the gates: its target position and probability.
+    The risk guard compares its direction with the Oracle's (the model-disagreement kill switch)."""
+
+    instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
+    model_id: str = ""
+    target_position: float = 0.0
+    probability: float = 0.0

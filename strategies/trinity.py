@@ -109,6 +109,7 @@ from qa_engine.signals import Action
 from qa_engine.signals import Decision
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Forecast
+from qa_engine.signals import Proposal
 from qa_engine.signals import Regime
 from qa_engine.signals import Signal
 from qa_engine.signals import hold
@@ -441,6 +442,7 @@ class TrinityStrategy(TargetPositionStrategy):
         required = ("bar", "features") + ("forecast",) * config.use_oracle + ("regime",) * config.use_guardian
         self.join = TimestampJoin(required)
         self.action_type = DataType(Action, metadata={"instrument_id": config.instrument_id.value})
+        self.proposal_type = DataType(Proposal, metadata={"instrument_id": config.instrument_id.value})
         self.history: list[Action] = []
         self.brackets: list[Bracket] = []
         self.decisions = 0
@@ -544,6 +546,7 @@ class TrinityStrategy(TargetPositionStrategy):
             proposal, note = None, "DT context warming up" if not ready else ""
             if ready and (held != 0 or not self.config.skip_idle_inference or entry_could_pass(gates)):
                 proposal = policy.act()
+                self._publish_proposal(inputs.ts, proposal)
             elif ready:
                 self.inference_skipped += 1
                 note = "DT skipped (flat, no entry can pass)"
@@ -707,6 +710,21 @@ class TrinityStrategy(TargetPositionStrategy):
             if open_children and not any(child.is_pending_cancel for child in open_children):
                 self.cancel_order(open_children[0])
         self.brackets = kept
+
+    def _publish_proposal(self, ts: int, proposal: PolicyAction) -> None:
+        """The Strategist's raw proposal, for the risk guard (model disagreement with the Oracle)."""
+        probability = float(proposal.probabilities[proposal.action_index])
+        self.publish_data(
+            self.proposal_type,
+            Proposal(
+                ts_event=ts,
+                ts_init=ts,
+                instrument_id=self.config.instrument_id,
+                model_id="strategist",
+                target_position=float(proposal.target_position),
+                probability=probability,
+            ),
+        )
 
     def _publish(self, ts: int, decision: Decision, held: float) -> None:
         target = held if decision.target_fraction is None else decision.target_fraction

@@ -20,6 +20,7 @@ from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.enums import OrderType
 from nautilus_trader.model.identifiers import InstrumentId
 
+from qa_engine.config.models import RiskConfig
 from qa_engine.errors import ConfigError
 from qa_engine.errors import PluginError
 from qa_engine.inference.strategist import PolicyAction
@@ -603,3 +604,32 @@ def test_no_feature_vector_of_the_strategists_set_is_a_config_error_with_the_fix
     config = config.model_copy(update={"actors": config.actors[1:]})  # stubs only, no FeatureActor
     with pytest.raises(ConfigError, match=r'no FeatureVector .*add to `actors` \{name = "features"'):
         run_backtest(config, run_dir=tmp_path)
+
+
+def test_model_disagreement_kill_switch_sees_the_strategists_raw_proposals(sample_catalog, tmp_path):
+    """The guard compares each raw Strategist Proposal (published before Trinity's gates) with the
+    Oracle's forecast direction of the same bar (stub Oracle: +-30 bp, flipping every 24 bars; the tiny
+    Strategist proposes against it) and turns conservative (half size) once they disagree on >= 60 % of
+    the last 12. Resuming when they agree again is unit-tested (tests/unit/risk/test_kill_switches.py)."""
+    from qa_engine.backtest.runner import run_backtest
+
+    config = backtest_config(
+        sample_catalog, 2, {"confidence_threshold_pct": 0.0, "skip_idle_inference": False}
+    )
+    rule = {"window": 12, "max_share": 0.6, "cool_down_secs": 0, "size_scale": 0.5}
+    config = config.model_copy(update={"risk": RiskConfig.model_validate({"model_disagreement": rule})})
+    guards = []
+
+    def inspect(engine):
+        guards.extend(a for a in engine.trader.actors() if getattr(a, "guard", None) is not None)
+
+    outcome = run_backtest(config, run_dir=tmp_path, inspect=inspect)
+    [guard] = guards
+    seen = list(guard.guard.rules["model_disagreement"].disagreed)
+    events = outcome.report.risk_events
+    assert events.height >= 1, f"never fired; oracle {guard._oracle_direction}, last proposals {seen}"
+    assert set(events["rule"]) == {"model_disagreement"} and events["kind"][0] == "trigger"
+    assert (events.filter(pl.col("kind") == "trigger")["value"] >= 0.6).all()
+    assert sum(seen) / len(seen) >= 0.6 and len(seen) == 12
+    if events["kind"][-1] == "trigger":  # still fired at the end: trading at half size
+        assert guard.guard.mode.value == "reduced" and guard.guard.size_scale == 0.5
