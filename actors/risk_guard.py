@@ -68,6 +68,7 @@ class RiskGuardActorConfig(ActorConfig, frozen=True):
     rules: dict[str, dict] | None = None  # name -> fields (the run config's [risk.<rule>] sections)
     max_position: dict[str, str] | None = None  # instrument id -> largest absolute position
     risk_per_trade_pct: float | None = None  # largest notional of one order, % of equity
+    max_notional_per_order: dict[str, str] | None = None  # instrument id -> largest notional of one order
     state_path: str | None = None  # JSON file of the guard's state (live: kept across restarts)
     persist_every_bar: bool = False  # live: True (the rules' windows survive a kill -9), backtest: False
 
@@ -128,8 +129,10 @@ class RiskGuardActor(Actor):
         limits = {
             "max_position": self.config.max_position or {},
             "risk_per_trade_pct": self.config.risk_per_trade_pct,
+            "max_notional_per_order": self.config.max_notional_per_order or {},
         }
         self.cache.add(LIMITS_CACHE_KEY, json.dumps(limits).encode())
+        self._take_resume_request(self.clock.timestamp_ns())  # asked for while the node was down
         self._apply(force=True)
 
     def on_stop(self) -> None:

@@ -78,6 +78,7 @@ class TargetPositionStrategy(Strategy):
         self.risk_state: dict = {"mode": "active", "size_scale": 1.0, "fired": []}  # actors/risk_guard.py
         self.max_position: Decimal | None = None  # [risk.limits] of the run config, via the risk guard
         self.risk_per_trade_pct: float | None = None
+        self.max_notional_per_order: Decimal | None = None
 
     # --- hooks for plug-in authors -------------------------------------------------------------
 
@@ -107,6 +108,8 @@ class TargetPositionStrategy(Strategy):
         max_position = (limits.get("max_position") or {}).get(self.config.instrument_id.value)
         self.max_position = Decimal(max_position) if max_position is not None else None
         self.risk_per_trade_pct = limits.get("risk_per_trade_pct")
+        max_notional = (limits.get("max_notional_per_order") or {}).get(self.config.instrument_id.value)
+        self.max_notional_per_order = Decimal(max_notional) if max_notional is not None else None
         self.msgbus.subscribe(topic=RISK_STATE_TOPIC, handler=self.on_risk_state)
         self.subscribe_bars(self.config.bar_type)
 
@@ -219,6 +222,10 @@ class TargetPositionStrategy(Strategy):
             tags=[f"{decision.signal}|{decision.confidence_pct:.0f}|{decision.reasoning}"],
         )
         denial = self.margin_denial(delta, last_bar.close.as_decimal()) if last_bar is not None else None
+        if denial is None and self.max_notional_per_order is not None and last_bar is not None:
+            notional = abs(delta) * last_bar.close.as_decimal() * self.instrument.multiplier.as_decimal()
+            if notional > self.max_notional_per_order:
+                denial = f"NOTIONAL_EXCEEDS_MAX_PER_ORDER: max {self.max_notional_per_order}, {notional:.2f}"
         if denial is not None:
             self.deny(order, denial)
             self._held_fraction = None  # try again on the next decision

@@ -379,7 +379,12 @@ def risk_guard_actor(
     risk = config.risk
     rules = risk.rules()
     limits = risk.limits
-    if not rules and not limits.max_position and limits.risk_per_trade_pct is None:
+    if (
+        not rules
+        and not limits.max_position
+        and limits.risk_per_trade_pct is None
+        and not limits.max_notional_per_order
+    ):
         return None
     for index, actor in enumerate(config.actors):
         if actor.name == RISK_GUARD or actor.name.endswith(":RiskGuardActor"):
@@ -392,6 +397,7 @@ def risk_guard_actor(
         "rules": rules,
         "max_position": {key: str(value) for key, value in limits.max_position.items()},
         "risk_per_trade_pct": limits.risk_per_trade_pct,
+        "max_notional_per_order": {key: str(value) for key, value in limits.max_notional_per_order.items()},
         "state_path": str(state_path) if state_path else None,
         "persist_every_bar": persist_every_bar,
     }
@@ -402,7 +408,9 @@ def risk_guard_actor(
 
 
 def risk_engine_config(config, live: bool = False) -> RiskEngineConfig:
-    """Nautilus' own order-level limits from the [risk.limits] section (a live node needs the Live class)."""
+    """Nautilus' own order-level limits from the [risk.limits] section (a live node needs the Live class).
+    1.231's RiskEngine skips its notional checks for margin accounts ("TODO: Determine risk controls for
+    margin"), so TargetPositionStrategy also denies an order over max_notional_per_order itself."""
     from nautilus_trader.config import LiveRiskEngineConfig
 
     limits = config.risk.limits

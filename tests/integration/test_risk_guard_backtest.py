@@ -221,3 +221,26 @@ def test_error_rate_halts_when_the_venue_keeps_rejecting(october, tmp_path) -> N
     print(
         f"\nerror_rate 5 / 30 min: {len(windows)} halts of 2 h on 2025-10-01 (a strategy the venue rejects)"
     )
+
+
+def test_limits_cap_the_position_and_each_order_and_nautilus_denies_oversized_notional(october, tmp_path):
+    capped = _run(october, tmp_path / "capped", 'risk.limits.max_position={"BTCUSDT-LINEAR.BYBIT" = 0.05}')
+    positions = capped["fills"]["position"].abs()
+    assert positions.max() == pytest.approx(0.05) and capped["fills"].height > 100
+
+    per_trade = _run(october, tmp_path / "per_trade", "risk.limits.risk_per_trade_pct=20")
+    fills = per_trade["fills"]
+    notional = (fills["quantity"] * fills["price"]).to_list()
+    equity_bound = 10_000 * 1.05  # the account never got above 5 % over its start in October
+    assert max(notional) <= 0.2 * equity_bound and len(notional) > 100
+
+    denied = _run(
+        october,
+        tmp_path / "denied",
+        "data.end=2025-10-03T00:00:00Z",
+        'risk.limits.max_notional_per_order={"BTCUSDT-LINEAR.BYBIT" = 5000}',
+    )
+    statuses = {status for status, _ in denied["orders"]}
+    assert "DENIED" in statuses and "FILLED" not in statuses  # every order is ~10,000 USDT notional
+    reasons = denied["metrics"]["venue_simulation"]["orders_denied_first"]
+    assert "NOTIONAL" in reasons[0]["reason"].upper(), reasons[0]
