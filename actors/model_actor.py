@@ -54,7 +54,9 @@ from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.inference.scaling import FeatureScaler
 from qa_engine.lifecycle import stop_after_start
+from qa_engine.signals import INFERENCE_TOPIC
 from qa_engine.signals import FeatureVector
+from qa_engine.signals import InferenceTime
 from qa_engine.signals import subscribe_bus
 
 INTERVAL_UNITS = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
@@ -342,7 +344,10 @@ class ModelActor(Actor):
         else:  # not warm <=> a selected value is NaN (the engine's warm-up), which the push checks
             window = self.window.push(data.ts_event, data.values[self.columns], True)
         if window is not None:
+            inference_started = time.perf_counter()
             message = self.evaluate(self.window.scaled_window(), data)
+            elapsed = time.perf_counter() - inference_started
+            self.msgbus.publish(topic=INFERENCE_TOPIC, msg=InferenceTime(self.model_id, elapsed))
             self.publish_data(self.output_type, message)
             self.published += 1
             if self.config.keep_history:

@@ -41,6 +41,7 @@ from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Currency
 
 from qa_engine.lifecycle import stop_after_start
+from qa_engine.risk.kill_switches import EVENT_TOPIC
 from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY
 from qa_engine.risk.kill_switches import RESUME_REQUEST_SUFFIX
 from qa_engine.risk.kill_switches import STATE_CACHE_KEY
@@ -219,6 +220,7 @@ class RiskGuardActor(Actor):
         for event in events:
             self.events.append(event)
             self.log.warning(f"risk guard {event.kind}: {event.message}")
+            self.msgbus.publish(topic=EVENT_TOPIC, msg=event)
         self._apply()
         self._save()
 

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 import structlog
 
 
-def configure_logging(json_logs: bool = False, level: str = "INFO") -> None:
+def configure_logging(json_logs: bool = False, level: str = "INFO", redact: Iterable[str] = ()) -> None:
+    """`redact`: secret values replaced by *** in every line (qa_engine.ops.logs.redactor)."""
+    from qa_engine.ops.logs import redactor
+
     processors: list = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if json_logs:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        processors += [
+            structlog.processors.dict_tracebacks,
+            redactor(redact),
+            structlog.processors.JSONRenderer(),
+        ]
     else:
-        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        processors += [redactor(redact), structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),

@@ -19,6 +19,16 @@ from nautilus_trader.core.data import Data
 from nautilus_trader.model.custom import customdataclass
 from nautilus_trader.model.identifiers import InstrumentId
 
+# Model components publish one `InferenceTime` per model call on this bus topic (plain Python objects, not
+# Data): the operations actor turns them into the `qa_model_inference_seconds` histogram.
+INFERENCE_TOPIC = "qa.inference"
+
+
+@dataclass(frozen=True)
+class InferenceTime:
+    model_id: str
+    secs: float
+
 
 class Signal(StrEnum):
     STRONG_BUY = "STRONG_BUY"

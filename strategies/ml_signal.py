@@ -30,6 +30,7 @@ the stop log says so.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,10 @@ from qa_engine.lifecycle import stop_after_start
 from qa_engine.models.baseline_signals import DEFAULT_ENSEMBLE_WEIGHTS
 from qa_engine.models.labels import CLASS_NAMES
 from qa_engine.models.labels import TradeClass
+from qa_engine.signals import INFERENCE_TOPIC
 from qa_engine.signals import Decision
 from qa_engine.signals import FeatureVector
+from qa_engine.signals import InferenceTime
 from qa_engine.signals import Signal
 from qa_engine.signals import hold
 from qa_engine.signals import subscribe_bus
@@ -261,7 +264,10 @@ class MLSignalStrategy(TargetPositionStrategy):
         ensemble = self.ensemble
         if len(self._rows) < ensemble.window_bars:
             return hold(f"warming up: {len(self._rows)}/{ensemble.window_bars} warm feature rows")
+        started = time.perf_counter()
         signal = ensemble.predict(np.vstack(self._rows))  # (E, F) raw features, oldest first
+        elapsed = time.perf_counter() - started
+        self.msgbus.publish(topic=INFERENCE_TOPIC, msg=InferenceTime("ml_signal", elapsed))
         acted, decision = decide_from_signal(
             signal,
             self.config.require_agreement,

@@ -105,10 +105,12 @@ from qa_engine.inference.strategist import PolicyAction
 from qa_engine.inference.strategist import StrategistPolicy
 from qa_engine.lifecycle import stop_after_start
 from qa_engine.risk.sizing import quantity_for_notional
+from qa_engine.signals import INFERENCE_TOPIC
 from qa_engine.signals import Action
 from qa_engine.signals import Decision
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Forecast
+from qa_engine.signals import InferenceTime
 from qa_engine.signals import Proposal
 from qa_engine.signals import Regime
 from qa_engine.signals import Signal
@@ -545,7 +547,11 @@ class TrinityStrategy(TargetPositionStrategy):
             gates = self._gates(inputs, held)
             proposal, note = None, "DT context warming up" if not ready else ""
             if ready and (held != 0 or not self.config.skip_idle_inference or entry_could_pass(gates)):
+                started = time.perf_counter()
                 proposal = policy.act()
+                self.msgbus.publish(
+                    topic=INFERENCE_TOPIC, msg=InferenceTime("strategist", time.perf_counter() - started)
+                )
                 self._publish_proposal(inputs.ts, proposal)
             elif ready:
                 self.inference_skipped += 1

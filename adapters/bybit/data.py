@@ -1,4 +1,5 @@
-"""`QABybitDataClient`: Nautilus' Bybit data client with its public websockets where the config says.
+"""`QABybitDataClient`: Nautilus' Bybit data client with its public websockets where the config says, and
+a `ConnectionWatch` that reports their drops and reconnections on the bus.
 
 Written here because 1.231 passes `config.base_url_http` as the public websocket URL (see
 adapters/bybit/config.py); everything else is Nautilus' own client, unchanged.
@@ -10,6 +11,7 @@ from nautilus_trader.adapters.bybit.data import BybitDataClient
 from nautilus_trader.core import nautilus_pyo3
 
 from adapters.bybit.config import QABybitDataClientConfig
+from adapters.bybit.connection import ConnectionWatch
 
 
 class QABybitDataClient(BybitDataClient):
@@ -26,3 +28,16 @@ class QABybitDataClient(BybitDataClient):
             )
             ws_client.set_bars_timestamp_on_close(self._bars_timestamp_on_close)
             self._ws_clients[product_type] = ws_client
+        self._connection_watch = ConnectionWatch(
+            self,
+            f"{self.id}-data",
+            lambda: {f"public-{product_type}": ws for product_type, ws in self._ws_clients.items()},
+        )
+
+    async def _connect(self) -> None:
+        await super()._connect()
+        self._connection_watch.start()
+
+    async def _disconnect(self) -> None:
+        self._connection_watch.stop()
+        await super()._disconnect()

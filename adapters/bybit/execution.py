@@ -10,7 +10,8 @@ the reconnect back-off exceeds 5 s, and strategy orders were lost that way on th
 Both errors mean the request was never sent, so retrying it cannot duplicate an order. `PatientTradeSocket`
 wraps the trade websocket client and retries exactly those errors, with a short back-off, until the socket
 is back or `patience_secs` have passed; any other error (a venue rejection, a timeout after sending)
-propagates unchanged. Everything else is Nautilus' own client.
+propagates unchanged. A `ConnectionWatch` reports the private and trade sockets' drops and reconnections on
+the bus. Everything else is Nautilus' own client.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from typing import Any
 
 from nautilus_trader.adapters.bybit.execution import BybitExecutionClient
+
+from adapters.bybit.connection import ConnectionWatch
 
 # Rust BybitWsError texts for requests that were never sent (crates/adapters/bybit/src/websocket)
 UNSENT_ERRORS = ("Must be authenticated", "WebSocket not connected")
@@ -77,3 +80,16 @@ class QABybitExecutionClient(BybitExecutionClient):
     def __init__(self, *, patience_secs: float = DEFAULT_PATIENCE_SECS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._ws_trade_client = PatientTradeSocket(self._ws_trade_client, patience_secs, self._log)
+        self._connection_watch = ConnectionWatch(
+            self,
+            f"{self.id}-exec",
+            lambda: {"private": self._ws_private_client, "trade": self._ws_trade_client},
+        )
+
+    async def _connect(self) -> None:
+        await super()._connect()
+        self._connection_watch.start()
+
+    async def _disconnect(self) -> None:
+        self._connection_watch.stop()
+        await super()._disconnect()

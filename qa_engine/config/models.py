@@ -438,6 +438,79 @@ class BinanceEndpointsConfig(_Model):
     ws: str | None = Field(None, pattern=_WS_URL, description="USD-M futures market-data websocket")
 
 
+# --- operations: alerts, metrics, logs (qa_engine.ops) --------------------------------------------------
+
+AlertKind = Literal["fills", "risk", "connection", "errors", "daily_summary"]
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class TelegramAlertsConfig(_Model):
+    base_url: str = Field(
+        "https://api.telegram.org",
+        pattern=_HTTP_URL,
+        description="Bot API server (a self-hosted one, a proxy)",
+    )
+    token_env: str = Field(
+        "QA_TELEGRAM_BOT_TOKEN", pattern=_ENV_NAME, description="variable holding the bot token"
+    )
+    chat_id_env: str = Field(
+        "QA_TELEGRAM_CHAT_ID", pattern=_ENV_NAME, description="variable holding the chat id"
+    )
+
+
+class DiscordAlertsConfig(_Model):
+    webhook_env: str = Field(
+        "QA_DISCORD_WEBHOOK_URL", pattern=_ENV_NAME, description="variable holding the webhook URL (a secret)"
+    )
+    base_url: str | None = Field(
+        None, pattern=_HTTP_URL, description="send to this scheme and host instead of the webhook's own"
+    )
+
+
+class EmailAlertsConfig(_Model):
+    host: str = Field(description="SMTP server")
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (587), tls: implicit TLS (465), none: only for a local relay"
+    )
+    sender: str = Field(description="From address")
+    recipients: list[str] = Field(min_length=1, description="To addresses")
+    username_env: str | None = Field("QA_SMTP_USERNAME", pattern=_ENV_NAME, description="None: no login")
+    password_env: str = Field("QA_SMTP_PASSWORD", pattern=_ENV_NAME)
+    ca_file: Path | None = Field(None, description="CA bundle for a server with a private certificate")
+
+
+class AlertsConfig(_Model):
+    telegram: TelegramAlertsConfig | None = None
+    discord: DiscordAlertsConfig | None = None
+    email: EmailAlertsConfig | None = None
+    events: list[AlertKind] = Field(
+        default_factory=lambda: ["fills", "risk", "connection", "errors", "daily_summary"],
+        description="what is sent",
+    )
+    rate_per_minute: float = Field(20.0, gt=0, description="per channel; alerts over it are dropped, counted")
+    dedup_secs: float = Field(300.0, ge=0, description="the same alert again within this long is folded")
+    retries: int = Field(3, ge=1, le=10, description="attempts per alert and channel (transient errors)")
+    timeout_secs: float = Field(10.0, gt=0, description="per request")
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertsConfig:
+        if not (self.telegram or self.discord or self.email):
+            raise ValueError("alerts: configure at least one channel (telegram, discord or email)")
+        return self
+
+
+class MetricsConfig(_Model):
+    host: str = Field("127.0.0.1", description="address the Prometheus endpoint listens on")
+    port: int = Field(9464, ge=0, le=65535, description="0: any free port (written to the run folder)")
+
+
+class OpsConfig(_Model):
+    alerts: AlertsConfig | None = None
+    metrics: MetricsConfig | None = None
+    json_logs: bool = Field(True, description="structlog JSON lines in the run folder (events.jsonl)")
+
+
 class LiveSettings(_Model):
     environment: Environment = Field(
         "testnet", description="Bybit environment: testnet (default), demo, or mainnet (needs --yes)"
@@ -482,6 +555,7 @@ class LiveConfig(_Model):
     engine: EngineConfig = EngineConfig()
     output: OutputConfig = OutputConfig()
     live: LiveSettings = LiveSettings()
+    ops: OpsConfig = OpsConfig()
 
     @model_validator(mode="after")
     def _check(self) -> LiveConfig:

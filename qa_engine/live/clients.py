@@ -71,3 +71,19 @@ class LiveClients:
     data_factory: type | None = None
     exec_config: Any | None = None
     exec_factory: type | None = None
+
+
+# --- connection events ---------------------------------------------------------------------------------
+
+# Live clients publish a `ConnectionEvent` on this bus topic when one of their websockets goes down and when
+# it is back (adapters/bybit/connection.py): alerts and the reconnect metrics read them.
+CONNECTION_TOPIC = "qa.connection"
+
+
+@dataclass(frozen=True)
+class ConnectionEvent:
+    client: str  # e.g. "BYBIT-data", "BYBIT-exec"
+    stream: str  # e.g. "public-LINEAR", "private", "trade"
+    state: str  # "down" or "up"
+    ts_ns: int  # node clock
+    down_secs: float | None = None  # state "up": how long it was down

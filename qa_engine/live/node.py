@@ -11,7 +11,9 @@ reconciliation). On SIGINT / SIGTERM Nautilus stops the trader: every strategy c
 `manage_stop` market exit) before the clients disconnect.
 
 The run folder holds the resolved config (no secrets: keys never enter a config), Nautilus' log, the order
-journal (orders.jsonl, written as orders happen) and summary.json (written at a clean stop).
+journal (orders.jsonl, written as orders happen), the operations log (events.jsonl: one JSON line per order
+event, kill-switch event and websocket drop; qa_engine/ops/actor.py), metrics.json (the Prometheus URL, with
+`[ops.metrics]`) and summary.json (written at a clean stop).
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ from qa_engine.live.clients import credentials_from_environment
 from qa_engine.live.journal import JOURNAL_FILE
 from qa_engine.plugins import load_live_clients
 
+OPS_PATH = "qa_engine.ops.actor:OperationsActor"
+OPS_CONFIG_PATH = "qa_engine.ops.actor:OperationsActorConfig"
+BYBIT_HTTP = {  # Bybit's REST hosts, for the venue clock (/v5/market/time) when the config overrides none
+    "mainnet": "https://api.bybit.com",
+    "testnet": "https://api-testnet.bybit.com",
+    "demo": "https://api-demo.bybit.com",
+}
 JOURNAL_PATH = "qa_engine.live.journal:OrderJournalActor"
 JOURNAL_CONFIG_PATH = "qa_engine.live.journal:OrderJournalConfig"
 PAPER_CLIENT = "BYBIT"
@@ -184,6 +193,7 @@ def plan_live_run(
                 config={"component_id": "FundingFeed", "instrument_ids": instrument_ids},
             )
         )
+    operations = operations_actor(config, run_dir)
     guard_state = guard_state_file(config)
     guard = risk_guard_actor(config, [b.bar_type for b in config.bars], guard_state, persist_every_bar=True)
     node_config = TradingNodeConfig(
@@ -217,7 +227,7 @@ def plan_live_run(
             )
             for s in strategies
         ],
-        actors=[journal, *feeds, *([guard] if guard else [])]
+        actors=[journal, operations, *feeds, *([guard] if guard else [])]
         + [
             ImportableActorConfig(actor_path=a.component_path, config_path=a.config_path, config=a.params)
             for a in actors
@@ -242,10 +252,62 @@ def plan_live_run(
         "leverage": f"{venue.leverage:g}x",
         "on stop": "cancel open orders, close positions" if live.flatten_on_stop else "cancel open orders",
         "kill switches": ", ".join(config.risk.rules()) or "none",
+        "alerts": _alert_channels(config) or "none",
+        "metrics": f"http://{config.ops.metrics.host}:{config.ops.metrics.port or '<any free port>'}/metrics"
+        if config.ops.metrics
+        else "none",
         "endpoints": "overridden" if live.bybit.overridden() else "the environment's own",
         "api key": "from the environment" if credentials else "none (public data only)",
     }
     return LivePlan(config, run_dir, node_config, data_factories, exec_factories, banner)
+
+
+def operations_actor(config: LiveConfig, run_dir: Path) -> ImportableActorConfig:
+    """Logs, metrics and alerts of the run (qa_engine/ops/actor.py); alert secrets are checked here, read
+    from the environment by the actor itself (they never enter a config)."""
+    from qa_engine.live.clients import KEY_VARIABLES
+    from qa_engine.ops.alerts import missing_variables
+    from qa_engine.ops.alerts import secret_variables
+
+    ops, live = config.ops, config.live
+    alerts = ops.alerts.model_dump(mode="json") if ops.alerts else None
+    if alerts is not None:
+        missing = missing_variables(alerts)
+        if missing:
+            raise ConfigError(
+                f"ops.alerts: set the environment variable {missing[0]} (or remove the channel)"
+            )
+    secret_env = [name for pair in KEY_VARIABLES.values() for name in pair]
+    secret_env += secret_variables(alerts) if alerts else []
+    rest = live.bybit.http or BYBIT_HTTP[live.environment]
+    return ImportableActorConfig(
+        actor_path=OPS_PATH,
+        config_path=OPS_CONFIG_PATH,
+        config={
+            "component_id": "Operations",
+            "run_id": run_dir.name,
+            "run_dir": str(run_dir),
+            "environment": live.environment,
+            "execution": live.execution,
+            "venue": config.venues[0].name,
+            "currency": config.venues[0].currency,
+            "bar_types": [bars.bar_type for bars in config.bars],
+            "json_logs": ops.json_logs,
+            "metrics_host": ops.metrics.host if ops.metrics else None,
+            "metrics_port": ops.metrics.port if ops.metrics else 0,
+            "alerts": json.dumps(alerts) if alerts else None,
+            "secret_env": secret_env,
+            "venue_time_url": f"{rest.rstrip('/')}/v5/market/time",
+        },
+    )
+
+
+def _alert_channels(config: LiveConfig) -> str:
+    alerts = config.ops.alerts
+    if alerts is None:
+        return ""
+    names = [name for name in ("telegram", "discord", "email") if getattr(alerts, name) is not None]
+    return f"{', '.join(names)} ({', '.join(alerts.events)})"
 
 
 def guard_state_file(config: LiveConfig) -> Path:

@@ -51,6 +51,7 @@ from typing import Any
 # a dict {"mode": Mode value, "size_scale": float, "fired": [rule names]}; the Cache key holds it as JSON
 # for a strategy that starts after the guard changed mode.
 STATE_TOPIC = "risk.guard"
+EVENT_TOPIC = "risk.guard.event"  # each GuardEvent as it happens (alerts, metrics)
 STATE_CACHE_KEY = "qa.risk.state"
 # {"max_position": {instrument id: str quantity}, "risk_per_trade_pct": x}
 LIMITS_CACHE_KEY = "qa.risk.limits"

@@ -126,7 +126,9 @@ class RestRoutes:
     # --- public -----------------------------------------------------------------------------------
 
     async def server_time(self, request: web.Request) -> web.Response:
-        now_ns = wall_ms() * 1_000_000
+        # the replay's clock once bars flow (as Bybit's clock matches its bars); request signatures are
+        # still checked against the wall clock (auth.py), as the clients sign with theirs
+        now_ns = (self.venue.clock_ms() or wall_ms()) * 1_000_000
         return _json(envelope({"timeSecond": str(now_ns // 1_000_000_000), "timeNano": str(now_ns)}))
 
     def instruments(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:

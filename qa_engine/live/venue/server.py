@@ -132,6 +132,7 @@ class LoopbackBybit:
         self.faults = FaultSchedule(config.faults)
         self.counts: Counter[str] = Counter()
         self.simulated_ms: int | None = None  # close time of the last published bar group
+        self.simulated_at = 0.0  # ... published at this time.monotonic()
         self._groups = bar_groups(data.bars)
         self._published: dict[str, list[Any]] = {entry["symbol"]: [] for entry in data.instruments}
         self._published_ns: dict[str, tuple[int, int]] = {}  # symbol -> (bar end ms, perf_counter_ns)
@@ -225,6 +226,7 @@ class LoopbackBybit:
         for bar in group.bars:
             events.extend(self.books.on_bar(bar))
         self.simulated_ms = group.end_ms
+        self.simulated_at = time.monotonic()
         await self.push_events(events)
         for bar in group.bars:
             self._published.setdefault(bar.symbol, []).append(bar)
@@ -287,6 +289,14 @@ class LoopbackBybit:
             "fundingIntervalHour": "8",
         }
         return {"topic": f"tickers.{bar.symbol}", "type": "snapshot", "data": data, "cs": 0, "ts": bar.end_ms}
+
+    def clock_ms(self) -> int | None:
+        """The replay's clock: the last published close, running on at `speed` when paced; None before."""
+        if self.simulated_ms is None:
+            return None
+        if self.pacing.mode != "speed":
+            return self.simulated_ms
+        return self.simulated_ms + int((time.monotonic() - self.simulated_at) * 1_000 * self.pacing.speed)
 
     def published_bars(self, symbol: str) -> list[Any]:
         return self._published.get(symbol, [])

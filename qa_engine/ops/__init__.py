@@ -1,0 +1,1 @@
+"""Operations: alerts, Prometheus metrics and structured logs of live and paper runs."""
