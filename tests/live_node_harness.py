@@ -133,13 +133,19 @@ class LiveNode:
     stdout_path: Path
 
     @classmethod
-    def start(cls, venue: LoopbackBybitThread, run_dir: Path, config: LiveConfig) -> LiveNode:
+    def start(
+        cls,
+        venue: LoopbackBybitThread,
+        run_dir: Path,
+        config: LiveConfig,
+        env: dict[str, str] | None = None,  # more environment variables (alert secrets...)
+    ) -> LiveNode:
         del venue  # the config already points at it; kept in the signature so calls read as they run
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         toml = run_dir.parent / f"{run_dir.name}.toml"
         toml.write_text(dump_toml(config))
         key_name, secret_name = KEY_VARIABLES["testnet"]
-        env = os.environ | {key_name: API_KEY, secret_name: API_SECRET}
+        env = os.environ | {key_name: API_KEY, secret_name: API_SECRET} | (env or {})
         stdout_path = run_dir.parent / f"{run_dir.name}.stdout"
         with stdout_path.open("w") as stdout:
             process = subprocess.Popen(

@@ -436,9 +436,9 @@ class OperationsActor(Actor):
         if self.metrics is None or total is None:
             return
         currency = self.config.currency
-        self.metrics.balance_total.labels(currency).set(float(total))
+        self.metrics.balance.labels(currency, "total").set(float(total))
         if free is not None:
-            self.metrics.balance_free.labels(currency).set(float(free))
+            self.metrics.balance.labels(currency, "free").set(float(free))
         self.metrics.realized_pnl.labels(currency).set(float(self.realized()))
         self._update_equity()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 
 MIN_SECRET_CHARS = 6  # shorter values (a chat id "42", a flag) would redact ordinary numbers and words
 
@@ -47,6 +48,12 @@ def redactor(secrets: Iterable[str]):
     return redact
 
 
+def _leading_keys(logger, method_name, event_dict):
+    """timestamp, level and event first: a line reads left to right."""
+    head = {key: event_dict.pop(key) for key in ("timestamp", "level", "event") if key in event_dict}
+    return {**head, **event_dict}
+
+
 def event_logger(path: Path, secrets: Iterable[str] = (), **context: Any):
     """JSON lines appended to `path`; `context` (e.g. run_id) bound to every line."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +63,12 @@ def event_logger(path: Path, secrets: Iterable[str] = (), **context: Any):
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
+            # tracebacks as dicts, without frame locals (a local can hold anything, a key included)
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             redactor(secrets),
+            _leading_keys,
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
     )

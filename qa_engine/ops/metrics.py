@@ -28,8 +28,12 @@ class NodeMetrics:
         self.equity = Gauge(
             "qa_equity", "balance + unrealised PnL at the last bar closes", ["currency"], registry=r
         )
-        self.balance_total = Gauge("qa_balance_total", "account balance, total", ["currency"], registry=r)
-        self.balance_free = Gauge("qa_balance_free", "account balance, free", ["currency"], registry=r)
+        self.balance = Gauge(
+            "qa_balance",
+            "account balance: total, free (not locked as margin)",
+            ["currency", "kind"],
+            registry=r,
+        )
         self.position = Gauge(
             "qa_position_quantity", "net position (base units, < 0 short)", ["instrument"], registry=r
         )
@@ -40,7 +44,7 @@ class NodeMetrics:
             "qa_unrealized_pnl", "unrealised PnL at the last bar closes", ["currency"], registry=r
         )
         self.funding = Gauge(
-            "qa_funding_total", "funding settled during the run (> 0: received)", ["currency"], registry=r
+            "qa_funding", "funding settled during the run (> 0: received)", ["currency"], registry=r
         )
         self.orders = Counter("qa_orders", "order events by kind", ["event"], registry=r)
         self.fills = Counter("qa_fills", "fills", ["instrument", "side"], registry=r)
@@ -85,12 +89,11 @@ class NodeMetrics:
 METRICS: tuple[str, ...] = (
     "qa_node_info",
     "qa_equity",
-    "qa_balance_total",
-    "qa_balance_free",
+    "qa_balance",
     "qa_position_quantity",
     "qa_realized_pnl",
     "qa_unrealized_pnl",
-    "qa_funding_total",
+    "qa_funding",
     "qa_orders_total",
     "qa_fills_total",
     "qa_bar_to_order_latency_seconds_bucket",
