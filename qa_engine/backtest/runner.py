@@ -21,6 +21,7 @@ from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.backtest.node import BacktestNode
 
 from qa_engine.backtest.recorder import RunRecorderActor
+from qa_engine.config.build import INTERVAL_SECS
 from qa_engine.config.build import FundingPlan
 from qa_engine.config.build import build_backtest_run
 from qa_engine.config.loader import dump_toml
@@ -71,27 +72,37 @@ def skip_per_trade_analysis(engine: BacktestEngine) -> None:
         analyzer.record_trade = _ignore_trade
 
 
+def estimated_bars(config: BacktestConfig) -> int:
+    """Bars the run will replay if the catalog has no gaps: the total of a progress bar."""
+    seconds = (config.data.end - config.data.start).total_seconds()
+    return sum(int(seconds // INTERVAL_SECS[bars.interval]) for bars in config.data.bars)
+
+
 def run_backtest(
     config: BacktestConfig,
     run_dir: Path | None = None,
     inspect: Callable[[BacktestEngine], None] | None = None,
+    on_bars: Callable[[int], None] | None = None,
 ) -> BacktestOutcome:
     """Run, report, write the run folder. `inspect(engine)` is called before the engine is disposed
-    (tests and research read actors' in-memory state there)."""
+    (tests and research read actors' in-memory state there); `on_bars(n)` every 1,000 bars replayed
+    (a progress bar: the CLI's for runs of many bars)."""
     run_dir = run_dir or default_run_dir(config)
     run_config, plan = build_backtest_run(config, run_dir=run_dir)  # refuses before anything is written
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_toml(config), encoding="utf-8")
     try:
-        return _run(config, run_config, plan, run_dir, inspect)
+        return _run(config, run_config, plan, run_dir, inspect, on_bars)
     except ConfigError:
         if created:  # refused (e.g. an actor refused its artifact at start): leave no run folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
-def _run(config: BacktestConfig, run_config, plan: FundingPlan, run_dir: Path, inspect) -> BacktestOutcome:
+def _run(
+    config: BacktestConfig, run_config, plan: FundingPlan, run_dir: Path, inspect, on_bars
+) -> BacktestOutcome:
     started = time.perf_counter()
     node = BacktestNode(configs=[run_config])
     try:
@@ -102,6 +113,9 @@ def _run(config: BacktestConfig, run_config, plan: FundingPlan, run_dir: Path, i
                 skip_per_trade_analysis(built)
             if built is not None:
                 attach_risk_engine(built.trader, built.kernel.risk_engine)
+                for actor in built.trader.actors():
+                    if isinstance(actor, RunRecorderActor):
+                        actor.on_bars = on_bars
             node.run()
         except Exception as exc:
             raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc

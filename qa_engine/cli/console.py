@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn
 from rich.progress import MofNCompleteColumn
 from rich.progress import Progress
+from rich.progress import ProgressColumn
 from rich.progress import TextColumn
 from rich.progress import TimeElapsedColumn
 from rich.progress import TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 HELP_MAX_WIDTH = 120  # `--help` never wider than this: longer lines are hard to read
 HELP_MIN_WIDTH = 60
@@ -36,6 +38,34 @@ def progress(transient: bool = True) -> Progress:
         TimeRemainingColumn(),
         console=stderr_console,
         transient=transient,
+        disable=not stderr_console.is_terminal,
+    )
+
+
+class RateColumn(ProgressColumn):
+    """Items per second over rich's recent-speed window ("12,345 bars/s")."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
+
+
+def bars_progress() -> Progress:
+    """The backtest's progress bar: bars replayed of the expected total, bars/s, elapsed, ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn("bars"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr_console,
+        transient=False,
         disable=not stderr_console.is_terminal,
     )
 
