@@ -1,5 +1,6 @@
 """Strategy comparison: each strategy of a run config in its own backtest on the same data and
-account, one table, one overlaid equity plot, and the best by a chosen metric."""
+account, one table, one overlaid equity plot (equity_comparison.png, and report.html with the drawdowns
+and a metrics table), and the best by a chosen metric."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import slug
 from qa_engine.errors import ConfigError
 from qa_engine.reporting.plots import plot_equity_comparison
+from qa_engine.reporting.tearsheet import write_comparison_tearsheet
 
 RankMetric = Literal[
     "sharpe_ratio",
@@ -72,10 +74,18 @@ def compare_strategies(
         if progress is not None:
             progress(label)
     best = rank(outcomes, metric)
+    title = f"{config.id}: strategies compared (best by {metric}: {best or 'n/a'})"
     plot_equity_comparison(
         {label: outcome.report.equity for label, outcome in outcomes.items()},
         run_dir / "equity_comparison.png",
-        title=f"{config.id}: strategies compared (best by {metric}: {best or 'n/a'})",
+        title=title,
+    )
+    write_comparison_tearsheet(
+        {label: outcome.report for label, outcome in outcomes.items()},
+        run_dir,
+        title,
+        metric=metric,
+        best=best,
     )
     summary = {
         "metric": metric,

@@ -45,6 +45,8 @@ class RunRecorderActor(Actor):
         # One row per bar event: (ts_ns, equity, position_notional); several bar series at the same
         # close time are collapsed to the last row when the report is built.
         self.equity_rows: list[tuple[int, float, float]] = []
+        # One row per bar: (ts_ns, instrument_id, close), the price line of the report's tearsheet.
+        self.close_rows: list[tuple[int, str, float]] = []
         self.fees_paid = Decimal(0)
         self.funding_total = Decimal(0)  # received (> 0) or paid (< 0) at funding settlements
         self.funding_payments: list[FundingPayment] = []
@@ -198,6 +200,7 @@ class RunRecorderActor(Actor):
         if self._balance_float is None:
             self._balance_float = self._account_balance_float()
         self.equity_rows.append((ts_event, self._balance_float + unrealised, notional))
+        self.close_rows.append((ts_event, instrument_id, close))
         if self._per_instrument_rows:
             position = self._open_float.get(instrument_id)
             held_value = position[0] * close * position[2] if position else 0.0

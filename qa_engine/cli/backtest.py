@@ -111,7 +111,7 @@ def run_command(
     dry_run: DryRunOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
-    """Run one backtest and write its report (metrics JSON, trades/fills CSV, equity plot)."""
+    """Run one backtest and write its report (metrics JSON, trades/fills CSV, equity plot, report.html)."""
     configure_logging(json_logs=json_logs)
     if out is not None:
         check_out_folder(out, overwrite)  # before any work (a dry run says so too)
@@ -147,12 +147,15 @@ def compare_command(
     overwrite: OverwriteOption = False,
     json_logs: JsonLogsOption = False,
 ) -> None:
-    """Run every strategy of the config on the same data; one table, an overlaid equity plot, the best."""
+    """Run every strategy of the config on the same data; one table, an overlaid equity plot, the best.
+
+    The run folder holds comparison.json, equity_comparison.png, report.html and one run folder each."""
     import typing
 
     from qa_engine.backtest.compare import RankMetric
     from qa_engine.backtest.compare import compare_strategies
     from qa_engine.config.build import build_backtest_run_config
+    from qa_engine.reporting import tearsheet
 
     configure_logging(json_logs=json_logs)
     if out is not None:
@@ -174,6 +177,7 @@ def compare_command(
     )
     stdout_console.print(f"best by {metric}: [bold]{comparison.best or 'n/a (metric undefined for all)'}[/]")
     stdout_console.print(f"run folder: {comparison.run_dir}")
+    stdout_console.print(f"report: {comparison.run_dir / tearsheet.FILE_NAME} (interactive, opens offline)")
 
 
 def _funding_line(funding: dict) -> str:
@@ -226,6 +230,8 @@ MAX_RISK_ROWS = 20  # kill-switch events printed; the run folder's risk_events.c
 
 
 def print_summary(outcome) -> None:
+    from qa_engine.reporting import tearsheet
+
     metrics = outcome.report.metrics
     reconciliation = outcome.report.reconciliation
     summary = table(f"Backtest {outcome.report.config_id}", ["metric", "value"])
@@ -274,6 +280,7 @@ def print_summary(outcome) -> None:
             f"{outcome.bars:,} bars in {outcome.wall_secs:.1f} s ({outcome.bars_per_sec:,.0f} bars/s)",
         ),
         ("run folder", str(outcome.run_dir)),
+        ("report", f"{outcome.run_dir / tearsheet.FILE_NAME} (interactive, opens offline)"),
     ]
     for name, value in rows:
         summary.add_row(name, value)

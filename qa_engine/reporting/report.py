@@ -1,7 +1,8 @@
 """Backtest report: built from the RunRecorderActor's records, written to the run folder.
 
 Files: performance_metrics.json, trades.csv (one row per round trip), fills.csv, funding.csv (one row
-per funding settlement of a position), equity_curve.csv, equity_curve.png (equity with a drawdown panel).
+per funding settlement of a position), equity_curve.csv, equity_curve.png (equity with a drawdown panel),
+risk_events.csv and report.html (the interactive tearsheet, qa_engine.reporting.tearsheet).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qa_engine.reporting.schema import ROUND_TRIP_SCHEMA
 from qa_engine.reporting.schema import UTC_NS
 from qa_engine.reporting.statistics import PerformanceMetrics
 from qa_engine.reporting.statistics import compute_performance
+from qa_engine.reporting.tearsheet import write_run_tearsheet
 
 INTERVAL_SECS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
 CENT = Decimal("0.01")
@@ -92,6 +94,8 @@ class BacktestReport:
     venue_simulation: dict[str, Any]
     # Kill switches (actors/risk_guard.py): one row per trigger and resume; empty without a [risk] rule.
     risk_events: pl.DataFrame = field(default_factory=lambda: risk_events_frame([]))
+    # Bar closes (ts, instrument_id, close): the price line under the trade markers of report.html.
+    closes: pl.DataFrame = field(default_factory=lambda: closes_frame([]))
 
 
 RISK_EVENT_COLUMNS = ("ts", "kind", "rule", "action", "value", "threshold", "message")
@@ -121,6 +125,13 @@ def risk_events_frame(events) -> pl.DataFrame:
         "message": pl.Utf8,
     }
     return pl.DataFrame(rows, schema=schema).with_columns(pl.col("ts").cast(UTC_NS))
+
+
+def closes_frame(rows: list[tuple[int, str, float]]) -> pl.DataFrame:
+    """The recorder's bar closes (ts_ns, instrument_id, close) as a table, in time order."""
+    schema = {"ts": pl.Int64(), "instrument_id": pl.Utf8(), "close": pl.Float64()}
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    return frame.with_columns(pl.col("ts").cast(UTC_NS)).sort("ts", maintain_order=True)
 
 
 def trades_frame(round_trips) -> pl.DataFrame:
@@ -322,6 +333,7 @@ def build_report(config: BacktestConfig, recorder, funding_plan, risk_events=())
         funding_rows=funding_frame(recorder.funding_payments),
         venue_simulation=venue_simulation(config, recorder),
         risk_events=risk_events_frame(risk_events),
+        closes=closes_frame(recorder.close_rows),
     )
 
 
@@ -358,6 +370,7 @@ def write_report(report: BacktestReport, run_dir: Path, title: str) -> None:
         quote_currency=report.currency,
         risk_events=report.risk_events,
     )
+    write_run_tearsheet(report, run_dir, title, prices=report.closes)
 
 
 def risk_guard_summary(events: pl.DataFrame) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from qa_engine.reporting.schema import validate_equity_curve
 from qa_engine.reporting.schema import validate_round_trips
 
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
+DAYS_PER_YEAR: Final = 365  # crypto trades every day: the annualisation of every ratio here
 MIN_ANNUALISATION_DAYS: Final = 1.0
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # Daily-return standard (or downside) deviations below this are treated as zero: a ratio over them
@@ -152,7 +153,7 @@ def compute_performance(
     trades: pl.DataFrame,
     starting_balance: float,
     fees_paid: float,
-    periods_per_year: int = 365,
+    periods_per_year: int = DAYS_PER_YEAR,
     *,
     start_ts: datetime | None = None,
 ) -> PerformanceMetrics:
@@ -249,6 +250,16 @@ def daily_returns_from_curve(
     return points[1:] / points[:-1] - 1.0
 
 
+def sharpe_ratio(returns: np.ndarray, periods_per_year: float) -> float | None:
+    """mean(r) / std(r, ddof=1) * sqrt(periods_per_year), risk-free rate 0; None with fewer than 2
+    returns or a standard deviation below ``MIN_DEVIATION``. ``periods_per_year`` is
+    ``DAYS_PER_YEAR`` for daily returns, ``DAYS_PER_YEAR * bars per day`` for bar returns."""
+    if len(returns) < 2:
+        return None
+    std = float(np.std(returns, ddof=1))
+    return float(np.mean(returns)) / std * math.sqrt(periods_per_year) if std > MIN_DEVIATION else None
+
+
 def rate_performance(
     total_return: float, sharpe_ratio: float | None, max_drawdown_pct: float
 ) -> PerformanceRating:
@@ -293,7 +304,7 @@ def _risk_ratios(
     mean = float(np.mean(daily_returns))
     std = float(np.std(daily_returns, ddof=1))
     downside = math.sqrt(float(np.mean(np.minimum(daily_returns, 0.0) ** 2)))
-    sharpe = mean / std * scale if std > MIN_DEVIATION else None
+    sharpe = sharpe_ratio(daily_returns, periods_per_year)
     sortino = mean / downside * scale if downside > MIN_DEVIATION else None
     return sharpe, sortino, std * scale * 100.0
 

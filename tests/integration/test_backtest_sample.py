@@ -44,6 +44,7 @@ def test_run_folder_holds_every_report_file(outcome):
         "fills.csv",
         "equity_curve.csv",
         "equity_curve.png",
+        "report.html",
     } <= names
     assert (outcome.run_dir / "equity_curve.png").stat().st_size > 20_000
 
