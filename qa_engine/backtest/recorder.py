@@ -9,6 +9,7 @@ The same actor runs in live trading, where the Cache is purged by the node.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
 
 from nautilus_trader.common.actor import Actor
@@ -28,6 +29,8 @@ from qa_engine.backtest.liquidation import Liquidation
 from qa_engine.reporting.round_trips import Fill
 from qa_engine.reporting.round_trips import RoundTrip
 from qa_engine.reporting.round_trips import RoundTripBook
+
+PROGRESS_EVERY_BARS = 1_000  # a progress callback per this many bars: negligible next to the bars' work
 
 
 class RunRecorderConfig(ActorConfig, frozen=True):
@@ -54,6 +57,8 @@ class RunRecorderActor(Actor):
         self.liquidation_fees = Decimal(0)
         self.denied_orders: list[dict] = []  # OrderDenied before reaching the venue (e.g. margin)
         self.bars_seen = 0
+        # Set by the runner for a progress bar: called with bars_seen every PROGRESS_EVERY_BARS bars.
+        self.on_bars: Callable[[int], None] | None = None
         self._last_close: dict[str, Price] = {}
         # Per-bar marks use floats (the hot path); the final equity and the reconciliation use Decimal.
         self._last_close_float: dict[str, float] = {}
@@ -208,6 +213,8 @@ class RunRecorderActor(Actor):
                 (ts_event, instrument_id, self._cash_float.get(instrument_id, 0.0) + held_value),
             )
         self.bars_seen += 1
+        if self.on_bars is not None and self.bars_seen % PROGRESS_EVERY_BARS == 0:
+            self.on_bars(self.bars_seen)
         every = self._purge_every
         if every and self.bars_seen % every == 0:
             self.cache.purge_closed_orders(self.clock.timestamp_ns(), 0)

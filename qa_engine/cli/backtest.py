@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from qa_engine.cli.console import bars_progress
 from qa_engine.cli.console import stdout_console
 from qa_engine.cli.console import table
 from qa_engine.config.loader import dump_toml
@@ -102,6 +103,15 @@ def out_folder(out: Path | None, overwrite: bool = False) -> Iterator[Path | Non
     shutil.rmtree(old, ignore_errors=True)
 
 
+PROGRESS_MIN_BARS = 50_000  # shorter runs take seconds: no bar
+
+
+def progress_min_bars() -> int:
+    """QA_PROGRESS_MIN_BARS overrides the threshold (tests, or a bar on every run)."""
+    value = os.environ.get("QA_PROGRESS_MIN_BARS", "")
+    return int(value) if value.isdigit() else PROGRESS_MIN_BARS
+
+
 @backtest_app.command("run")
 def run_command(
     config: ConfigOption = DEFAULT_CONFIG,
@@ -122,10 +132,20 @@ def run_command(
         build_backtest_run_config(run_config)  # validates plug-ins and catalog coverage too
         typer.echo(dump_toml(run_config), nl=False)
         return
+    from qa_engine.backtest.runner import estimated_bars
     from qa_engine.backtest.runner import run_backtest
 
+    expected = estimated_bars(run_config)
     with out_folder(out, overwrite) as run_dir:
-        outcome = run_backtest(run_config, run_dir=run_dir)
+        if expected < progress_min_bars():
+            outcome = run_backtest(run_config, run_dir=run_dir)
+        else:  # long runs: bars replayed of the expected total, bars/s, ETA (stderr, terminals only)
+            with bars_progress() as bar:
+                task = bar.add_task(run_config.id, total=expected)
+                outcome = run_backtest(
+                    run_config, run_dir=run_dir, on_bars=lambda n: bar.update(task, completed=n)
+                )
+                bar.update(task, completed=outcome.bars, total=outcome.bars)
     if out is not None:
         outcome = dataclasses.replace(outcome, run_dir=out)
     print_summary(outcome)

@@ -59,7 +59,17 @@ def run_command(
     json_logs: JsonLogsOption = False,
 ) -> None:
     """Start a TradingNode; SIGINT / SIGTERM cancel open orders (and flatten if configured) and exit."""
-    configure_logging(json_logs=json_logs)
+    from qa_engine.live.clients import KEY_VARIABLES
+    from qa_engine.ops.alerts import ALERT_SECRET_VARIABLES
+    from qa_engine.ops.logs import secret_values
+
+    # every key and alert secret the process can see is redacted from its own log lines
+    configure_logging(
+        json_logs=json_logs,
+        redact=secret_values(
+            [*(n for pair in KEY_VARIABLES.values() for n in pair), *ALERT_SECRET_VARIABLES]
+        ),
+    )
     overrides = list(set_ or [])
     if environment is not None:
         if environment not in ("testnet", "demo", "mainnet"):

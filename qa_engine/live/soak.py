@@ -46,6 +46,7 @@ from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import BybitEndpointsConfig
 from qa_engine.config.models import LiveConfig
 from qa_engine.config.models import LiveSettings
+from qa_engine.config.models import OpsConfig
 from qa_engine.errors import QAError
 from qa_engine.live.clients import KEY_VARIABLES
 from qa_engine.live.journal import JOURNAL_FILE
@@ -76,6 +77,8 @@ class SoakSettings:
     timeout_secs: float = 3600.0
     stall_secs: float = 90.0  # fail when no bar is published for this long (a hung node or venue)
     log_level: str = "WARNING"
+    ops: dict | None = None  # the live config's [ops] section (metrics, alerts), e.g. for bench_alerts.py
+    env: dict | None = None  # more environment variables for the node (alert secrets)
 
 
 @dataclass
@@ -393,10 +396,12 @@ def run_soak(settings: SoakSettings, run_dir: Path, *, progress: bool = False) -
                 reconciliation_lookback_mins=None,
             ),
         )
+        if settings.ops is not None:
+            live = live.model_copy(update={"ops": OpsConfig.model_validate(settings.ops)})
         live_toml = run_dir / "live.toml"
         live_toml.write_text(dump_toml(live))
         key_name, secret_name = KEY_VARIABLES["testnet"]
-        env = os.environ | {key_name: api_key, secret_name: api_secret}
+        env = os.environ | {key_name: api_key, secret_name: api_secret} | (settings.env or {})
         started = time.monotonic()
         last_published, last_progress = -1, time.monotonic()
         next_rss = 1  # first sample once the node runs (first bar published), then every rss_every_bars

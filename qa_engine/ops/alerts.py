@@ -437,6 +437,10 @@ class AlertDispatcher:
 # --- from the run config ------------------------------------------------------------------------------
 
 
+# the default secret variables of every channel (AlertsConfig); configs may name others
+ALERT_SECRET_VARIABLES = ("QA_TELEGRAM_BOT_TOKEN", "QA_DISCORD_WEBHOOK_URL", "QA_SMTP_PASSWORD")
+
+
 def secret_variables(settings: dict[str, Any]) -> list[str]:
     """The environment variables an `[ops.alerts]` section (AlertsConfig.model_dump) reads secrets from."""
     names = []
@@ -499,6 +503,7 @@ def dispatcher_from_settings(
 
 
 __all__ = [
+    "ALERT_SECRET_VARIABLES",
     "KINDS",
     "Alert",
     "AlertDispatcher",
