@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 FAST = DispatchSettings(rate_per_minute=600, burst=50, dedup_secs=60, retries=3, backoff_max_secs=0.3)
 
 
-def wait_until(predicate, timeout_secs: float = 10.0) -> None:
+def wait_until(predicate, timeout_secs: float = 30.0) -> None:  # generous: CI machines are loaded
     deadline = time.monotonic() + timeout_secs
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
