@@ -55,10 +55,10 @@ $(RUN_STAMP): pyproject.toml | venv
 	$(PIP) install --quiet -e .
 	@touch $@
 
-# Tests and training: the dev and train extras (torch included).
+# Tests and training: the dev, train and sweep extras (torch and Ray included).
 $(DEV_STAMP): pyproject.toml | venv
 	@if [ -n "$(TORCH_INDEX_URL)" ]; then $(PIP) install --quiet "$(TORCH_SPEC)" --index-url $(TORCH_INDEX_URL); fi
-	$(PIP) install --quiet -e ".[dev,train]"
+	$(PIP) install --quiet -e ".[dev,train,sweep]"
 	@touch $@ $(RUN_STAMP)
 
 demo: $(RUN_STAMP)

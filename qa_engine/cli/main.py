@@ -17,6 +17,7 @@ from qa_engine.cli.live import live_app
 from qa_engine.cli.new import new_app
 from qa_engine.cli.parity import parity_command
 from qa_engine.cli.signals import signals_app
+from qa_engine.cli.sweep import sweep_command
 from qa_engine.cli.train import train_app
 from qa_engine.cli.venue import venue_app
 from qa_engine.errors import QAError
@@ -40,6 +41,7 @@ app.add_typer(new_app, name="new")
 app.add_typer(signals_app, name="signals")
 app.add_typer(venue_app, name="venue")
 app.command("parity")(parity_command)
+app.command("sweep")(sweep_command)
 
 
 def main(argv: list[str] | None = None) -> int:
