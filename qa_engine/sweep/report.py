@@ -73,6 +73,7 @@ def group_statistics(results: pl.DataFrame, sweep: SweepConfig) -> list[dict[str
                 probability_of_loss=pbo.probability_of_loss,
                 pbo_splits=splits,
                 pbo_combinations=pbo.n_combinations,
+                pbo_days_dropped=pbo.rows_dropped,  # days beyond splits x equal blocks, cut from the end
             )
         else:
             entry["note"] = "too few days for CSCV"
@@ -233,7 +234,9 @@ def _stats_table(stats: list[dict[str, Any]]) -> str:
         "<h2>Overfitting statistics</h2><p>Deflated Sharpe ratio: the probability that the best trial's true "
         "Sharpe is above zero after accounting for the number of trials and their spread (Bailey & López de "
         "Prado, 2014). PBO: the probability that the in-sample best is below the median out of sample "
-        "(combinatorially symmetric cross-validation, Bailey et al., 2017).</p>"
+        "(combinatorially symmetric cross-validation, Bailey et al., 2017). Both are estimates "
+        "with wide error: one PBO figure from one sweep varies by about +-0.25 between equally overfit "
+        "searches; with an odd number of pure-noise trials its expected value is (N + 1) / 2N, not 0.5.</p>"
     )
     return head + _table(pl.DataFrame(stats, strict=False))
 
