@@ -5,4 +5,5 @@ REGISTRY: dict[str, str] = {
     "oracle": "actors.oracle_actor:OracleActor",
     "guardian": "actors.guardian_actor:GuardianActor",
     "risk_guard": "actors.risk_guard:RiskGuardActor",
+    "operations": "actors.operations:OperationsActor",  # added to every live node (qa_engine/live/node.py)
 }

@@ -12,7 +12,7 @@ reconciliation). On SIGINT / SIGTERM Nautilus stops the trader: every strategy c
 
 The run folder holds the resolved config (no secrets: keys never enter a config), Nautilus' log, the order
 journal (orders.jsonl, written as orders happen), the operations log (events.jsonl: one JSON line per order
-event, kill-switch event and websocket drop; qa_engine/ops/actor.py), metrics.json (the Prometheus URL, with
+event, kill-switch event and websocket drop; actors/operations.py), metrics.json (the Prometheus URL, with
 `[ops.metrics]`) and summary.json (written at a clean stop).
 """
 
@@ -48,8 +48,8 @@ from qa_engine.live.clients import credentials_from_environment
 from qa_engine.live.journal import JOURNAL_FILE
 from qa_engine.plugins import load_live_clients
 
-OPS_PATH = "qa_engine.ops.actor:OperationsActor"
-OPS_CONFIG_PATH = "qa_engine.ops.actor:OperationsActorConfig"
+OPS_PATH = "actors.operations:OperationsActor"
+OPS_CONFIG_PATH = "actors.operations:OperationsActorConfig"
 BYBIT_HTTP = {  # Bybit's REST hosts, for the venue clock (/v5/market/time) when the config overrides none
     "mainnet": "https://api.bybit.com",
     "testnet": "https://api-testnet.bybit.com",
@@ -263,7 +263,7 @@ def plan_live_run(
 
 
 def operations_actor(config: LiveConfig, run_dir: Path) -> ImportableActorConfig:
-    """Logs, metrics and alerts of the run (qa_engine/ops/actor.py); alert secrets are checked here, read
+    """Logs, metrics and alerts of the run (actors/operations.py); alert secrets are checked here, read
     from the environment by the actor itself (they never enter a config)."""
     from qa_engine.live.clients import KEY_VARIABLES
     from qa_engine.ops.alerts import missing_variables

@@ -1,6 +1,6 @@
 """Prometheus metrics of a live or paper node (prometheus-client), on their own registry.
 
-`NodeMetrics` owns the metric objects; the operations actor (qa_engine/ops/actor.py) sets them from the
+`NodeMetrics` owns the metric objects; the operations actor (actors/operations.py) sets them from the
 node's events. `METRICS` is the list the Grafana dashboard (ops/grafana/quantum-alpha.json) may use: a test
 checks that every query there names one of them and that the endpoint exports each.
 """

@@ -13,13 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from qa_engine.logging import configure_logging
 from qa_engine.logging import get_logger
-from qa_engine.ops.actor import event_name
-from qa_engine.ops.actor import next_summary_ns
-from qa_engine.ops.actor import summary_text
 from qa_engine.ops.logs import event_logger
 from qa_engine.ops.logs import secret_values
 from qa_engine.ops.metrics import METRICS
 from qa_engine.ops.metrics import NodeMetrics
+from qa_engine.ops.summary import event_name
+from qa_engine.ops.summary import next_summary_ns
+from qa_engine.ops.summary import summary_text
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # shaped like a real Bybit API secret (36 characters), not one

@@ -1,4 +1,5 @@
-"""`OperationsActor`: what a live or paper node tells the people watching it.
+"""`OperationsActor`: what a live or paper node tells the people watching it (the pure parts, alerts,
+metrics, logs and summaries, are in qa_engine/ops/).
 
 The live node adds it to every run (qa_engine/live/node.py); it reads the bus and never trades:
 - structured logs: one JSON line per order lifecycle event (and per kill-switch event, websocket drop,
@@ -48,6 +49,9 @@ from qa_engine.live.clients import CONNECTION_TOPIC
 from qa_engine.ops.logs import event_logger
 from qa_engine.ops.logs import secret_values
 from qa_engine.ops.metrics import GUARD_MODE_VALUES
+from qa_engine.ops.summary import event_name
+from qa_engine.ops.summary import next_summary_ns
+from qa_engine.ops.summary import summary_text
 from qa_engine.risk.kill_switches import EVENT_TOPIC
 from qa_engine.risk.kill_switches import STATE_TOPIC
 from qa_engine.signals import INFERENCE_TOPIC
@@ -74,39 +78,6 @@ class OperationsActorConfig(ActorConfig, frozen=True):
     venue_time_url: str | None = None  # Bybit GET /v5/market/time, for the venue clock
     venue_time_every_secs: float = 30.0
     daily_summary_utc_hour: int = 0
-
-
-def event_name(event) -> str:
-    """OrderFilled -> "filled", OrderPendingUpdate -> "pending_update"."""
-    name = type(event).__name__.removeprefix("Order")
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-
-
-def next_summary_ns(now_ns: int, hour_utc: int) -> int:
-    """The next `hour_utc`:00 UTC strictly after `now_ns`."""
-    now = datetime.fromtimestamp(now_ns / NANOS, tz=UTC)
-    at = now.replace(hour=hour_utc, minute=0, second=0, microsecond=0)
-    if at <= now:
-        at += timedelta(days=1)
-    return int(at.timestamp()) * NANOS
-
-
-def summary_text(state: dict[str, Any]) -> str:
-    """The daily / stop summary of an operations state snapshot (pure: tested on its own)."""
-    change = state["equity"] - state["equity_at_start"]
-    pct = 100 * change / state["equity_at_start"] if state["equity_at_start"] else 0.0
-    positions = ", ".join(f"{k} {v}" for k, v in state["positions"].items()) or "flat"
-    lines = [
-        f"equity {state['equity']:,.2f} {state['currency']} "
-        f"({change:+,.2f}, {pct:+.2f}% since {state['since']})",
-        f"realised PnL {state['realized']:+,.2f} (after fees), funding {state['funding']:+,.2f}",
-        f"orders {state['orders']}, fills {state['fills']}, errors {state['errors']}",
-        f"positions: {positions}",
-        f"kill switches: {state['guard_mode']}"
-        + (f" ({', '.join(state['fired'])})" if state["fired"] else ""),
-        f"websocket reconnections: {state['reconnects']}",
-    ]
-    return "\n".join(lines)
 
 
 class OperationsActor(Actor):
