@@ -85,6 +85,9 @@ class SweepPlan:
                 )
             windows = [Window("search", i, a, b) for i, (a, b, _c) in enumerate(folds)]
             tests = {i: Window("test", i, b, c) for i, (_a, b, c) in enumerate(folds)}
+        raw = base.model_dump(mode="json")
+        for index, space in enumerate(sweep.search.params):
+            _check_path(raw, space.path, f"search.params.{index}")
         symbols = list(sweep.symbols) if sweep.symbols else [""]
         if sweep.symbols:
             instruments = {bars.instrument_id for bars in data.bars}
@@ -139,6 +142,23 @@ class SweepPlan:
             for symbol in self.symbols
             for trial, params in enumerate(points)
         ]
+
+
+def _check_path(raw: dict[str, Any], path: str, where: str) -> None:
+    """The path's parent must exist in the base config (a typo would fail every trial alike)."""
+    node: Any = raw
+    keys = path.split(".")
+    for depth, key in enumerate(keys[:-1]):
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            known = list(node) if isinstance(node, dict) else f"indexes 0..{len(node) - 1}"
+            raise ConfigError(
+                f"{where}.path '{path}': '{'.'.join(keys[: depth + 1])}' is not in the base config "
+                f"(there: {known})"
+            )
 
 
 def _sample(space, rng: random.Random) -> Any:

@@ -109,3 +109,13 @@ def test_each_task_has_its_window_symbol_and_parameters_and_a_stable_key():
     assert Path(eth.config["data"]["catalog"]).is_absolute()
     assert len({t.key for t in tasks}) == len(tasks)
     assert [t.key for t in plan(config).search_tasks()] == [t.key for t in tasks]  # reruns find them
+
+
+def test_a_path_that_is_not_in_the_base_config_is_refused_before_any_backtest():
+    bad = sweep(
+        search={"method": "grid", "params": [{"path": "strategies.0.parms.fast_ema_period", "values": [5]}]}
+    )
+    with pytest.raises(
+        ConfigError, match=r"'strategies.0.parms' is not in the base config \(there: \['name', 'params'\]\)"
+    ):
+        plan(bad)
