@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
 from rich.progress import TaskID
 from rich.table import Table
 
 from qa_engine.cli.console import progress as progress_bar
 from qa_engine.cli.console import stdout_console
 from qa_engine.cli.console import table as make_table
+from qa_engine.data import location
 from qa_engine.data.catalog import catalog_coverage
 from qa_engine.data.catalog import nanos_to_datetime
 from qa_engine.data.catalog_validation import validate_catalog
@@ -32,7 +32,15 @@ from qa_engine.errors import DataError
 from qa_engine.logging import configure_logging
 from qa_engine.plugins import load_instrument
 
-DEFAULT_CATALOG = Path("catalog")
+DEFAULT_CATALOG = "catalog"
+# --catalog is a str, not a Path: Path("s3://bucket/x") would become "s3:/bucket/x".
+CatalogOption = Annotated[
+    str,
+    typer.Option("--catalog", metavar="<path>", help="catalog root: a folder, or s3://bucket/prefix"),
+]
+LocalCatalogOption = Annotated[
+    str, typer.Option("--catalog", metavar="<path>", help="catalog root directory (local)")
+]
 STATUS_STYLE = {"ok": "green", "warning": "yellow", "error": "bold red", "": ""}
 
 catalog_app = typer.Typer(
@@ -96,7 +104,7 @@ def ingest_command(
         str, typer.Option("--symbol", help="exchange symbol, e.g. BTCUSDT", show_default=False)
     ],
     interval: Annotated[KlineInterval, typer.Option("--interval", help="kline interval", show_default=False)],
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    catalog: CatalogOption = DEFAULT_CATALOG,
     start: Annotated[
         datetime | None,
         typer.Option("--start", formats=["%Y-%m-%d"], help="first UTC day to ingest (bar open time)"),
@@ -118,6 +126,7 @@ def ingest_command(
     configure_logging(json_logs=json_logs)
     if start and end and end < start:
         raise ConfigError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
+    catalog_root = location.catalog_option(catalog)
     instrument = load_instrument(venue.value, symbol)
     expected_id = market_spec(venue).instrument_id(symbol)
     if instrument.id.value != expected_id:
@@ -138,7 +147,7 @@ def ingest_command(
                 paths,
                 instrument,
                 interval,
-                catalog,
+                catalog_root,
                 start=start.date() if start else None,
                 end=end.date() if end else None,
                 strict=strict,
@@ -165,7 +174,7 @@ def ingest_funding_command(
     symbol: Annotated[
         str, typer.Option("--symbol", help="exchange symbol, e.g. BTCUSDT", show_default=False)
     ],
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    catalog: CatalogOption = DEFAULT_CATALOG,
     start: Annotated[
         datetime | None,
         typer.Option("--start", formats=["%Y-%m-%d"], help="first UTC day to ingest"),
@@ -185,12 +194,15 @@ def ingest_funding_command(
     from qa_engine.data.funding import read_funding_file
     from qa_engine.data.ingest import catalog_writer
     from qa_engine.data.ingest import check_catalog_root
+    from qa_engine.data.ingest import relative_directory
     from qa_engine.data.ingest import write_instrument
 
     configure_logging(json_logs=json_logs)
     if start and end and end < start:
         raise ConfigError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
-    check_catalog_root(catalog)
+    catalog_root = location.catalog_option(catalog)
+    if not location.is_remote(catalog_root):
+        check_catalog_root(Path(catalog_root))
     instrument = load_instrument(venue.value, symbol)
     frame = read_funding_file(path)
     if start:
@@ -200,7 +212,8 @@ def ingest_funding_command(
         frame = frame.filter(pl.col("ts_event") < last)
     if frame.is_empty():
         raise DataError(f"{path}: no funding rates in the requested days")
-    with catalog_writer(catalog) as root:
+    directories = [relative_directory(instrument=instrument), relative_directory(funding=instrument.id.value)]
+    with location.writable(catalog_root, directories) as local_root, catalog_writer(local_root) as root:
         write_instrument(root, instrument)
         merge = merge_funding_rates(root, instrument.id.value, frame)
     first, last_ts = frame["ts_event"].min(), frame["ts_event"].max()
@@ -213,9 +226,10 @@ def ingest_funding_command(
 
 @catalog_app.command("list")
 def list_command(
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    catalog_option: CatalogOption = DEFAULT_CATALOG,
 ) -> None:
     """List what the catalog holds: bar types (first and last bar close, rows), instruments, funding rates."""
+    catalog = location.catalog_option(catalog_option)
     coverage = catalog_coverage(catalog)
     listing = _fold(make_table(f"Catalog {catalog}", ["instrument", "bar type", "first", "last", "rows"]))
     for item in coverage:
@@ -230,7 +244,7 @@ def list_command(
         listing.caption = "no bars yet: add some with `qa catalog ingest` or `qa data download`"
     stdout_console.print(listing)
 
-    definitions = ParquetDataCatalog(str(catalog)).instruments()
+    definitions = location.open_catalog(catalog).instruments()
     if definitions:
         instruments = _fold(
             make_table("Instruments", ["instrument", "class", "tick", "lot step", "maker / taker", "as of"])
@@ -263,10 +277,11 @@ def list_command(
 
 @catalog_app.command("validate")
 def validate_command(
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    catalog_option: LocalCatalogOption = DEFAULT_CATALOG,
     show_ok: Annotated[bool, typer.Option("--show-ok", help="also list the checks that passed")] = False,
 ) -> None:
     """Check every bar type, funding series and instrument of the catalog; exit 2 on any error."""
+    catalog = location.local_catalog_option(catalog_option, "qa catalog validate")
     report = validate_catalog(catalog)
     shown = [item for item in report.findings if show_ok or item.severity != "ok"]
     result = _fold(make_table(f"Validation of catalog {catalog}", ["series", "check", "result", "status"]))

@@ -33,6 +33,7 @@ from qa_engine.data.download import download_klines
 from qa_engine.data.download import resolve_instruments
 from qa_engine.data.download import store_instruments
 from qa_engine.data.intervals import KlineInterval
+from qa_engine.data.location import local_catalog_parser
 from qa_engine.data.markets import Market
 from qa_engine.errors import ConfigError
 from qa_engine.logging import configure_logging
@@ -68,7 +69,15 @@ StartOption = Annotated[
 EndOption = Annotated[
     datetime, typer.Option("--end", formats=["%Y-%m-%d"], help="last UTC day, inclusive", show_default=False)
 ]
-CatalogOption = Annotated[Path, typer.Option("--catalog", help="catalog root directory")]
+CatalogOption = Annotated[
+    Path,
+    typer.Option(
+        "--catalog",
+        metavar="<path>",
+        help="catalog root directory (local)",
+        parser=local_catalog_parser("qa data"),
+    ),
+]
 BaseUrlOption = Annotated[
     str | None,
     typer.Option(

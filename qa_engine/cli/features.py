@@ -11,6 +11,7 @@ import typer
 from qa_engine.cli.console import stderr_console
 from qa_engine.cli.console import stdout_console
 from qa_engine.cli.console import table
+from qa_engine.data.location import local_catalog_parser
 from qa_engine.errors import ConfigError
 
 features_app = typer.Typer(
@@ -30,7 +31,15 @@ def build_command(
     feature_set_name: Annotated[
         str, typer.Option("--feature-set", help="registered feature set")
     ] = "default",
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="ParquetDataCatalog folder")] = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            metavar="<path>",
+            parser=local_catalog_parser("qa features"),
+            help="ParquetDataCatalog folder",
+        ),
+    ] = None,
     instrument: Annotated[
         str | None,
         typer.Option(

@@ -13,6 +13,7 @@ from qa_engine.cli.console import progress as progress_bar
 from qa_engine.cli.console import stdout_console
 from qa_engine.cli.console import table as make_table
 from qa_engine.data.catalog import nanos_to_datetime
+from qa_engine.data.location import local_catalog_parser
 from qa_engine.logging import configure_logging
 
 DEFAULT_CATALOG = Path("catalog")
@@ -40,7 +41,15 @@ def build_command(
     instrument_id: Annotated[
         str, typer.Option("--instrument-id", help="e.g. BTCUSDT-LINEAR.BYBIT", show_default=False)
     ],
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    catalog: Annotated[
+        Path,
+        typer.Option(
+            "--catalog",
+            metavar="<path>",
+            parser=local_catalog_parser("qa signals"),
+            help="catalog root directory",
+        ),
+    ] = DEFAULT_CATALOG,
     interval: Annotated[str, typer.Option("--interval", help="bar interval of the models, e.g. 5m")] = "5m",
     oracle: Annotated[
         Path | None, typer.Option("--oracle", help="Oracle artifact folder -> Forecast")
@@ -132,7 +141,15 @@ def build_command(
 
 @signals_app.command("list")
 def list_command(
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog root directory")] = DEFAULT_CATALOG,
+    catalog: Annotated[
+        Path,
+        typer.Option(
+            "--catalog",
+            metavar="<path>",
+            parser=local_catalog_parser("qa signals"),
+            help="catalog root directory",
+        ),
+    ] = DEFAULT_CATALOG,
 ) -> None:
     """List the signal record sets in the catalog: class, instrument, model id / feature-set hash, range."""
     from qa_engine.replay import store

@@ -19,6 +19,7 @@ import typer
 
 from qa_engine.cli.console import stdout_console
 from qa_engine.cli.console import table
+from qa_engine.data.location import local_catalog_parser
 from qa_engine.errors import ConfigError
 from qa_engine.logging import configure_logging
 
@@ -35,7 +36,15 @@ def simulate(
             "--instrument-id", help="Bybit linear instrument, e.g. BTCUSDT-LINEAR.BYBIT (repeatable)"
         ),
     ],
-    catalog: Annotated[Path, typer.Option("--catalog", help="ParquetDataCatalog folder")] = Path("catalog"),
+    catalog: Annotated[
+        Path,
+        typer.Option(
+            "--catalog",
+            metavar="<path>",
+            parser=local_catalog_parser("qa venue"),
+            help="ParquetDataCatalog folder",
+        ),
+    ] = Path("catalog"),
     interval: Annotated[str, typer.Option("--interval", help="bar interval: 1m, 5m, 15m, 1h, ...")] = "5m",
     start: Annotated[str | None, typer.Option("--start", help="first bar close time (ISO-8601, UTC)")] = None,
     end: Annotated[str | None, typer.Option("--end", help="last bar close time (ISO-8601, UTC)")] = None,

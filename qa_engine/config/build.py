@@ -31,10 +31,10 @@ from nautilus_trader.config import LoggingConfig
 from nautilus_trader.config import RiskEngineConfig
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.instruments import CryptoPerpetual
-from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import ComponentConfig
+from qa_engine.data import location
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.logging import get_logger
@@ -91,13 +91,14 @@ def _nearest_field_hint(error: Exception, config_class: type) -> str:
 
 
 def check_catalog(config: BacktestConfig) -> None:
-    """The catalog holds every instrument and bar series, overlapping the requested range."""
+    """The catalog holds every instrument and bar series, overlapping the requested range. A remote
+    catalog (s3://...) is checked the same way, through fsspec (qa_engine.data.location)."""
     catalog_path = config.data.catalog
-    if not catalog_path.is_dir():
+    if not location.exists(catalog_path):
         raise ConfigError(
             f"data.catalog: no catalog at '{catalog_path}' (build one with `qa catalog ingest`)"
         )
-    catalog = ParquetDataCatalog(str(catalog_path))
+    catalog = location.open_catalog(catalog_path)
     known_instruments = {str(instrument.id) for instrument in catalog.instruments()}
     start_ns = pd.Timestamp(config.data.start).value
     end_ns = pd.Timestamp(config.data.end).value
@@ -127,13 +128,11 @@ def check_catalog(config: BacktestConfig) -> None:
 def _check_bar_files_readable(catalog_path, bar_type: str, where: str) -> None:
     """Every bar file the run would load has a readable Parquet footer: a damaged file is named now
     (DataError, exit 2) instead of failing inside the engine after the run folder was written."""
-    import pyarrow.parquet as pq
-
     from qa_engine.data.catalog import bar_directory_of
 
-    for path in sorted(bar_directory_of(catalog_path, bar_type).glob("*.parquet")):
+    for path in location.list_parquet(bar_directory_of(catalog_path, bar_type)):
         try:
-            pq.read_metadata(path)
+            location.read_parquet_metadata(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise DataError(
                 f"{where}: {path}: not a readable Parquet file ({type(exc).__name__}); restore it or "
@@ -188,7 +187,7 @@ def funding_plan(config: BacktestConfig) -> FundingPlan:
     A series that covers only part of the range is settled where it exists; the gap is named."""
     from qa_engine.data.funding import read_funding_table
 
-    catalog = ParquetDataCatalog(str(config.data.catalog))
+    catalog = location.open_catalog(config.data.catalog)
     venues = {venue.name: venue for venue in config.venues}
     start_ns, end_ns = pd.Timestamp(config.data.start).value, pd.Timestamp(config.data.end).value
     settled, not_settled = {}, {}
@@ -355,7 +354,7 @@ def signal_data_configs(config: BacktestConfig) -> list[BacktestDataConfig]:
             )
         data.append(
             BacktestDataConfig(
-                catalog_path=str(config.data.catalog.resolve()),
+                **location.backtest_data_catalog(config.data.catalog),
                 data_cls=f"qa_engine.signals:{signal.type}",
                 instrument_id=signal.instrument_id,
                 start_time=config.data.start.isoformat(),
@@ -479,7 +478,7 @@ def build_backtest_run(
     # processed before the bar that closes at T (qa_engine.backtest.funding settles on that bar).
     data = [
         BacktestDataConfig(
-            catalog_path=str(config.data.catalog.resolve()),
+            **location.backtest_data_catalog(config.data.catalog),
             data_cls="nautilus_trader.model.data:FundingRateUpdate",
             instrument_id=instrument_id,
             start_time=config.data.start.isoformat(),
@@ -489,7 +488,7 @@ def build_backtest_run(
     ]
     data += [
         BacktestDataConfig(
-            catalog_path=str(config.data.catalog.resolve()),
+            **location.backtest_data_catalog(config.data.catalog),
             data_cls="nautilus_trader.model.data:Bar",
             instrument_id=bars.instrument_id,
             bar_types=[bars.bar_type],

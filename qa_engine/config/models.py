@@ -192,7 +192,13 @@ class SignalsConfig(_Model):
 
 
 class DataConfig(_Model):
-    catalog: Path = Field(Path("catalog"), description="ParquetDataCatalog root (relative to the cwd)")
+    # A local folder stays a Path (everything local works as before); an object-store URI stays a str
+    # (`s3://bucket/prefix`; credentials and endpoint from the environment only: qa_engine.data.location).
+    catalog: Path | str = Field(
+        Path("catalog"),
+        description="ParquetDataCatalog root: a folder (relative to the cwd), file:///path or "
+        "s3://bucket/prefix (credentials from AWS_* environment variables)",
+    )
     bars: list[BarsConfig] = Field(min_length=1, description="bar series replayed in the backtest")
     start: datetime = Field(description="first bar close time included (UTC)")
     end: datetime = Field(description="last bar close time included (UTC)")
@@ -220,6 +226,13 @@ class DataConfig(_Model):
                     f"(it lists {', '.join(sorted(instruments))})"
                 )
         return self
+
+    @field_validator("catalog", mode="before")
+    @classmethod
+    def _catalog(cls, value: Any) -> Path | str:
+        from qa_engine.data.location import parse_catalog
+
+        return parse_catalog(value)  # ValueError: unknown protocol, bad bucket name...
 
     @field_validator("start", "end")
     @classmethod

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.persistence.funcs import class_to_filename
 from nautilus_trader.persistence.funcs import urisafe_identifier
 
+from qa_engine.data import location
 from qa_engine.errors import DataError
 
 
@@ -44,15 +44,17 @@ def nanos_to_datetime(nanos: int) -> datetime:
 
 
 def bar_directory_of(catalog_path: str | Path, bar_type: str) -> Path:
-    """Where ParquetDataCatalog keeps the bars of `bar_type`."""
-    return Path(catalog_path) / "data" / class_to_filename(Bar) / urisafe_identifier(bar_type)
+    """Where ParquetDataCatalog keeps the bars of `bar_type`: a Path in a local catalog (a URI str in a
+    remote one, qa_engine.data.location)."""
+    directory = location.join(catalog_path, "data", class_to_filename(Bar), urisafe_identifier(bar_type))
+    return directory  # type: ignore[return-value]
 
 
 def _data_root(catalog_path: str | Path) -> Path:
-    root = Path(catalog_path)
-    if not root.is_dir():
+    root = location.catalog_option(catalog_path, "catalog") if isinstance(catalog_path, str) else catalog_path
+    if not location.exists(root):
         raise DataError(f"{root}: no catalog there; create one with `qa catalog ingest ... --catalog {root}`")
-    return root / "data"
+    return location.join(root, "data")  # type: ignore[return-value]  # a URI str in a remote catalog
 
 
 def _ts_event_range(file: Path) -> tuple[int, int, int]:
@@ -67,14 +69,14 @@ def _ts_event_range(file: Path) -> tuple[int, int, int]:
 
 
 def _footer_ts_event_range(file: Path) -> tuple[int, int, int]:
-    metadata = pq.read_metadata(file)
+    metadata = location.read_parquet_metadata(file)
     names = [metadata.schema.column(index).name for index in range(metadata.num_columns)]
     column = names.index("ts_event")
     minimum, maximum = None, None
     for group in range(metadata.num_row_groups):
         statistics = metadata.row_group(group).column(column).statistics
         if statistics is None or not statistics.has_min_max:
-            values = pq.read_table(file, columns=["ts_event"]).column(
+            values = location.read_parquet_table(file, columns=["ts_event"]).column(
                 "ts_event"
             )  # no statistics: read the column
             return int(values.to_numpy().min()), int(values.to_numpy().max()), metadata.num_rows
@@ -86,21 +88,22 @@ def _footer_ts_event_range(file: Path) -> tuple[int, int, int]:
 
 
 def catalog_coverage(catalog_path: str | Path) -> list[CatalogCoverage]:
-    """Every bar type in the catalog with its first and last ts_event and bar count, sorted by bar type."""
-    bar_root = _data_root(catalog_path) / class_to_filename(Bar)
+    """Every bar type in the catalog with its first and last ts_event and bar count, sorted by bar type.
+    A local folder or a remote catalog (s3://...)."""
+    bar_root = location.join(_data_root(catalog_path), class_to_filename(Bar))
     coverage = []
-    for directory in sorted(bar_root.iterdir()) if bar_root.is_dir() else []:
-        files = sorted(directory.glob("*.parquet"))
-        if not directory.is_dir() or not files:
+    for name in location.list_directories(bar_root):
+        files = location.list_parquet(location.join(bar_root, name))
+        if not files:
             continue
         ranges = [_ts_event_range(file) for file in files]
         ranges = [item for item in ranges if item[2] > 0]
         if not ranges:
             continue
-        bar_type = BarType.from_str(directory.name)
+        bar_type = BarType.from_str(name)
         coverage.append(
             CatalogCoverage(
-                bar_type=directory.name,
+                bar_type=name,
                 instrument_id=bar_type.instrument_id.value,
                 first_ts_event_ns=min(item[0] for item in ranges),
                 last_ts_event_ns=max(item[1] for item in ranges),
@@ -126,7 +129,8 @@ def instrument_ids(catalog_path: str | Path) -> list[str]:
     data_root = _data_root(catalog_path)
     found: set[str] = set()
     for class_name in _instrument_directories():
-        class_root = data_root / class_name
-        if class_root.is_dir():
-            found.update(path.name for path in class_root.iterdir() if any(path.glob("*.parquet")))
+        class_root = location.join(data_root, class_name)
+        for name in location.list_directories(class_root):
+            if location.list_parquet(location.join(class_root, name)):
+                found.add(name)
     return sorted(found)

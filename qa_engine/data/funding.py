@@ -33,6 +33,7 @@ from nautilus_trader.persistence.funcs import class_to_filename
 from nautilus_trader.persistence.funcs import urisafe_identifier
 from nautilus_trader.serialization.arrow.schema import NAUTILUS_ARROW_SCHEMA
 
+from qa_engine.data import location
 from qa_engine.data.catalog import nanos_to_datetime
 from qa_engine.data.ingest import replace_directory_with
 from qa_engine.errors import DataError
@@ -94,9 +95,10 @@ def _memory_table(disk: pa.Table, instrument_id: str) -> pa.Table:
 
 
 def funding_directory(catalog_root: str | Path, instrument_id: str) -> Path:
-    """Where ParquetDataCatalog keeps the funding rates of `instrument_id`."""
-    return (
-        Path(catalog_root) / "data" / class_to_filename(FundingRateUpdate) / urisafe_identifier(instrument_id)
+    """Where ParquetDataCatalog keeps the funding rates of `instrument_id`: a Path in a local catalog (a
+    URI str in a remote one, qa_engine.data.location)."""
+    return location.join(  # type: ignore[return-value]
+        catalog_root, "data", class_to_filename(FundingRateUpdate), urisafe_identifier(instrument_id)
     )
 
 
@@ -122,10 +124,10 @@ def funding_table(instrument_id: str, frame: pl.DataFrame) -> pa.Table:
 
 def read_funding_table(catalog_root: str | Path, instrument_id: str) -> pa.Table | None:
     """Every funding row the catalog holds for `instrument_id`, sorted by ts_event; None if there are none."""
-    files = sorted(funding_directory(catalog_root, instrument_id).glob("*.parquet"))
+    files = location.list_parquet(funding_directory(catalog_root, instrument_id))
     if not files:
         return None
-    tables = [_memory_table(pq.read_table(file), instrument_id) for file in files]
+    tables = [_memory_table(location.read_parquet_table(file), instrument_id) for file in files]
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return table.sort_by("ts_event")
 
@@ -200,10 +202,10 @@ class FundingCoverage:
 
 def funding_coverage(catalog_root: str | Path) -> list[FundingCoverage]:
     """Every instrument with funding rates in the catalog: first and last funding time and row count."""
-    root = Path(catalog_root) / "data" / class_to_filename(FundingRateUpdate)
+    root = location.join(catalog_root, "data", class_to_filename(FundingRateUpdate))
     coverage = []
-    for directory in sorted(root.iterdir()) if root.is_dir() else []:
-        table = read_funding_table(catalog_root, directory.name)
+    for name in location.list_directories(root):
+        table = read_funding_table(catalog_root, name)
         if table is None or table.num_rows == 0:
             continue
         ts = table.column("ts_event")

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -54,6 +55,7 @@ from nautilus_trader.persistence.catalog.parquet import ParquetDataCatalog
 from nautilus_trader.persistence.funcs import class_to_filename
 from nautilus_trader.persistence.funcs import urisafe_identifier
 
+from qa_engine.data import location
 from qa_engine.data.catalog import bar_directory_of
 from qa_engine.data.catalog import nanos_to_datetime
 from qa_engine.data.intervals import KlineInterval
@@ -89,7 +91,7 @@ class IngestValidationError(DataError):
 class IngestResult:
     instrument_id: str
     bar_type: str
-    catalog_path: Path
+    catalog_path: Path | str  # a remote catalog's URI (qa_engine.data.location)
     input_bars: int  # rows read within [start, end]
     duplicate_rows_collapsed: int  # exact duplicate rows in the input, written once
     bars_added: int  # bars whose timestamp the catalog did not hold
@@ -118,7 +120,8 @@ def ingest_klines(
     replace: bool = False,
     progress: ProgressCallback | None = None,
 ) -> IngestResult:
-    """Validate kline files and write them as bars of `instrument` into the catalog at `catalog_path`.
+    """Validate kline files and write them as bars of `instrument` into the catalog at `catalog_path`
+    (a folder, or an s3:// URI: see qa_engine.data.location for how, and what is not atomic there).
 
     `start`/`end` filter on the bar OPEN time; a `date` is a whole UTC day and `end` is inclusive.
     `strict` turns validation warnings (gaps, zero volume, duplicate rows) into errors.
@@ -130,6 +133,16 @@ def ingest_klines(
     file_paths = [Path(path) for path in paths]
     if not file_paths:
         raise DataError("no kline files given; pass at least one .parquet, .csv or .zip path")
+    if isinstance(catalog_path, str):
+        catalog_path = location.catalog_option(catalog_path, "catalog")
+    if location.is_remote(catalog_path):  # s3://...: ingest into a local copy of what changes, upload it
+        bar_type_text = bar_type_string(instrument.id.value, kline_interval)
+        directories = [relative_directory(bar_type=bar_type_text), relative_directory(instrument=instrument)]
+        with location.writable(catalog_path, directories) as local_root:
+            result = ingest_klines(
+                file_paths, instrument, kline_interval, local_root, start, end, strict, replace, progress
+            )
+        return dataclasses.replace(result, catalog_path=catalog_path, secs=time.perf_counter() - started)
     catalog_root = Path(catalog_path)
     check_catalog_root(catalog_root)
     bar_type = BarType.from_str(bar_type_string(instrument.id.value, kline_interval))
@@ -206,6 +219,22 @@ def ingest_klines(
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     return None
+
+
+def relative_directory(
+    bar_type: str | None = None, instrument: Instrument | None = None, funding: str | None = None
+) -> str:
+    """A bar type's, an instrument definition's or an instrument's funding rates' directory (give one),
+    relative to the catalog root: what a write into a remote catalog copies (`location.writable`)."""
+    from nautilus_trader.model.data import FundingRateUpdate
+
+    if bar_type is not None:
+        return f"data/{class_to_filename(Bar)}/{urisafe_identifier(bar_type)}"
+    if funding is not None:
+        return f"data/{class_to_filename(FundingRateUpdate)}/{urisafe_identifier(funding)}"
+    if instrument is None:
+        raise TypeError("relative_directory: give bar_type, instrument or funding")
+    return f"data/{class_to_filename(type(instrument))}/{urisafe_identifier(instrument.id)}"
 
 
 def check_catalog_root(catalog_root: Path) -> None:

@@ -27,6 +27,7 @@ from nautilus_trader.core.datetime import unix_nanos_to_iso8601
 from nautilus_trader.persistence.funcs import class_to_filename
 from nautilus_trader.persistence.funcs import urisafe_identifier
 
+from qa_engine.data import location
 from qa_engine.errors import DataError
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Forecast
@@ -42,9 +43,12 @@ KEY_FIELD: dict[str, str] = {
 
 
 def signal_directory(catalog_path: str | Path, type_name: str, instrument_id: str) -> Path:
-    """Where ParquetDataCatalog keeps records of this class and instrument."""
+    """Where ParquetDataCatalog keeps records of this class and instrument: a Path in a local catalog (a
+    URI str in a remote one, which a backtest reads; writing is local only)."""
     data_cls = SIGNAL_CLASSES[type_name]
-    return Path(catalog_path) / "data" / class_to_filename(data_cls) / urisafe_identifier(instrument_id)
+    return location.join(  # type: ignore[return-value]
+        catalog_path, "data", class_to_filename(data_cls), urisafe_identifier(instrument_id)
+    )
 
 
 def _float64_rows(matrix: np.ndarray) -> pa.Array:
@@ -93,22 +97,24 @@ def records_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def read_directory(directory: Path, type_name: str, columns: list[str] | None = None) -> pa.Table | None:
+def read_directory(
+    directory: Path | str, type_name: str, columns: list[str] | None = None
+) -> pa.Table | None:
     """Every record of a signal directory as one table (None if there is none); `columns`: only these."""
-    files = sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+    files = location.list_parquet(directory)
     if not files:
         return None
     schema: pa.Schema = SIGNAL_CLASSES[type_name]._schema
     tables = []
     for file in files:
-        found = pq.read_schema(file).remove_metadata()
+        found = location.read_parquet_schema(file).remove_metadata()
         if not found.equals(schema):
             raise DataError(
                 f"{file}: its columns {found.names} are not the {type_name} schema {schema.names}; "
                 "it was written by another version of qa_engine.signals: delete the directory and rebuild "
                 "the signals (`qa signals build ... --replace`)"
             )
-        tables.append(pq.read_table(file, columns=columns))
+        tables.append(location.read_parquet_table(file, columns=columns))
     return pa.concat_tables(tables)
 
 
