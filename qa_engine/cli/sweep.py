@@ -94,7 +94,7 @@ def sweep_command(
         best.add_row(
             str(row["fold"]), row["symbol"] or "(base)", str(row["trial"]), row["params"],
             _fmt(row.get(sweep.metric)), _fmt(row.get("total_return_pct")),
-            _fmt(row.get("max_drawdown_pct")), str(row.get("total_trades")),
+            _fmt(row.get("max_drawdown_pct")), _count(row.get("total_trades")),
         )  # fmt: skip
     stdout_console.print(best)
     odds = table(
@@ -112,6 +112,10 @@ def sweep_command(
     stdout_console.print(
         f"{results.height} backtests ({failed} failed); results {folder / 'results'}; report {page}"
     )
+
+
+def _count(value) -> str:
+    return "" if value is None else f"{int(value):,}"
 
 
 def _fmt(value) -> str:

@@ -163,8 +163,16 @@ def write_sweep_report(
             lookup = {(r[0], r[1]): r[2] for r in grid.iter_rows()}
             z = [[lookup.get((x, y)) for x in xs] for y in ys]
             heat = go.Figure(
-                go.Heatmap(x=xs, y=ys, z=z, colorscale="RdYlGn", colorbar={"title": sweep.metric})
+                go.Heatmap(
+                    x=[f"{x:g}" for x in xs],
+                    y=[f"{y:g}" for y in ys],
+                    z=z,
+                    colorscale="RdYlGn" if sweep.maximize else "RdYlGn_r",
+                    colorbar={"title": sweep.metric},
+                )
             )
+            heat.update_xaxes(type="category")  # the grid's own values, evenly spaced
+            heat.update_yaxes(type="category")
             heat.update_layout(
                 title=f"{sweep.metric} over {params[0]} x {params[1]} "
                 "(mean over other parameters, folds, symbols)",
@@ -198,6 +206,7 @@ def write_sweep_report(
     parts = [
         f"<h1>Sweep {sweep.id}</h1><p>{sweep.description}</p>",
         _stats_table(stats),
+        f"<h2>Best trials by {sweep.metric} (search windows)</h2>",
         _table(ranked(results, sweep)),
     ]
     failed = results.filter(pl.col("status") != "ok")
