@@ -18,8 +18,8 @@ import numpy as np
 from actors.model_actor import ModelActor
 from actors.model_actor import ModelActorConfig
 from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.guardian import GuardianOnline
 from qa_engine.inference.runner import OnnxRunner
-from qa_engine.models.guardian_regimes import GuardianOnline
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Regime
 from qa_engine.signals import pack

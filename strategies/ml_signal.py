@@ -41,6 +41,9 @@ from nautilus_trader.config import NonNegativeFloat
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import DataType
 
+from qa_engine.contract.baseline import DEFAULT_ENSEMBLE_WEIGHTS
+from qa_engine.contract.labels import CLASS_NAMES
+from qa_engine.contract.labels import TradeClass
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.io import interval_ns
@@ -49,9 +52,6 @@ from qa_engine.inference.baseline import BaselineEnsemble
 from qa_engine.inference.baseline import BaselineSignal
 from qa_engine.inference.baseline import load_baseline_artifact
 from qa_engine.lifecycle import stop_after_start
-from qa_engine.models.baseline_signals import DEFAULT_ENSEMBLE_WEIGHTS
-from qa_engine.models.labels import CLASS_NAMES
-from qa_engine.models.labels import TradeClass
 from qa_engine.signals import INFERENCE_TOPIC
 from qa_engine.signals import Decision
 from qa_engine.signals import FeatureVector

@@ -16,11 +16,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa_engine.contract.manifest import ArtifactManifest
+from qa_engine.contract.manifest import read_manifest
 from qa_engine.errors import ConfigError
 from qa_engine.features.spec import FeatureSet
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.models.manifest import ArtifactManifest
-from qa_engine.models.manifest import read_manifest
 
 
 @dataclass(frozen=True)

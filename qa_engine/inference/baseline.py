@@ -1,7 +1,7 @@
 """Run the baseline classifiers (XGBoost, LSTM, MLP artifacts) and their ensemble with onnxruntime only.
 
 Every baseline artifact is `model.onnx` + `manifest.json` with model_kind 'baseline' (see
-`qa_engine.models.baseline_manifest`): input `features` (batch, E, F) of raw features scaled by the
+`qa_engine.contract.baseline`): input `features` (batch, E, F) of raw features scaled by the
 manifest's scaler (E = 20 for LSTM/MLP, 1 for XGBoost: the features at t), output `probabilities`
 (batch, 3) in class order SELL, HOLD, BUY. XGBoost ships as ONNX too (onnxmltools, ai.onnx.ml
 TreeEnsembleClassifier), so trading needs neither torch nor xgboost.
@@ -18,6 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_engine.contract.baseline import DEFAULT_ENSEMBLE_WEIGHTS
+from qa_engine.contract.baseline import BaselineArtifactManifest
+from qa_engine.contract.baseline import ensemble_probabilities
+from qa_engine.contract.baseline import read_baseline_manifest
+from qa_engine.contract.labels import CLASS_NAMES
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.spec import FeatureSet
@@ -25,11 +30,6 @@ from qa_engine.inference.artifact import Artifact
 from qa_engine.inference.artifact import _check_model_file
 from qa_engine.inference.artifact import check_feature_set
 from qa_engine.inference.runner import OnnxRunner
-from qa_engine.models.baseline_manifest import BaselineArtifactManifest
-from qa_engine.models.baseline_manifest import read_baseline_manifest
-from qa_engine.models.baseline_signals import DEFAULT_ENSEMBLE_WEIGHTS
-from qa_engine.models.baseline_signals import ensemble_probabilities
-from qa_engine.models.labels import CLASS_NAMES
 
 
 def load_baseline_artifact(

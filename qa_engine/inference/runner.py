@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from qa_engine.contract.manifest import ArtifactManifest
 from qa_engine.errors import DataError
 from qa_engine.inference.artifact import Artifact
 from qa_engine.inference.scaling import FeatureScaler
-from qa_engine.models.manifest import ArtifactManifest
 
 
 def _oracle_outputs(manifest: ArtifactManifest) -> Callable[[np.ndarray], np.ndarray]:

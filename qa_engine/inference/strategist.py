@@ -31,6 +31,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from qa_engine.contract.policy_context import StateTransform
+from qa_engine.contract.policy_context import StrategistContext
+from qa_engine.contract.strategist import StrategistArtifactManifest
+from qa_engine.contract.strategist import StrategistSection
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.io import interval_ns as interval_to_ns
@@ -38,10 +42,6 @@ from qa_engine.features.spec import FeatureSet
 from qa_engine.inference.artifact import Artifact
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.scaling import FeatureScaler
-from qa_engine.models.strategist_manifest import StrategistArtifactManifest
-from qa_engine.models.strategist_manifest import StrategistSection
-from qa_engine.models.trajectories import StateTransform
-from qa_engine.models.trajectories import StrategistContext
 
 # The graph's inputs in order and its output (qa_engine.models.decision_transformer.INPUT_NAMES /
 # OUTPUT_NAME; that module imports torch, so the names are repeated here and checked at load).

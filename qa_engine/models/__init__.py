@@ -1,5 +1,7 @@
-"""Models (torch), their training, ONNX export and the artifact manifest. See README.md here.
+"""Models (torch), their training and ONNX export. See README.md here.
 
-This package's __init__ imports nothing: `qa_engine.models.manifest` is torch-free and is read by
-`qa_engine.inference`, which must never import torch.
+This package's __init__ imports nothing. The artifact manifest and everything else trading shares with
+training (labels, the Guardian's regime rules, the Strategist's state transform and context, the
+baselines' ensemble) live in the torch-free `qa_engine.contract`, which this package imports and the
+trading side (`qa_engine.inference`, actors, strategies, replay, live) imports instead of this one.
 """

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from qa_engine.models.labels import CLASS_NAMES
-from qa_engine.models.labels import N_CLASSES
-from qa_engine.models.labels import TradeClass
+from qa_engine.contract.labels import CLASS_NAMES
+from qa_engine.contract.labels import N_CLASSES
+from qa_engine.contract.labels import TradeClass
 
 LEAKAGE_SUSPICION_ACCURACY = 0.60  # 5m direction above this out of sample: hunt for leakage first
 BARS_PER_YEAR_5M = 365 * 288

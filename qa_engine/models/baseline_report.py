@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qa_engine.contract.labels import CLASS_NAMES
 from qa_engine.models.baseline_evaluation import LEAKAGE_SUSPICION_ACCURACY
 from qa_engine.models.baseline_evaluation import equity_frame
-from qa_engine.models.labels import CLASS_NAMES
 
 DESCRIPTIONS = {
     "xgboost": "XGBoost on the features at t",

@@ -1,73 +1,24 @@
-"""Torch-free pieces of the baselines: the ensemble of class probabilities with its agreement flag, the
-naive forecasters, and the mapping from classes to positions (numpy only; inference imports this).
+"""Torch-free pieces of the baselines' evaluation: the naive forecasters and the mapping from classes to
+positions (numpy only). The ensemble of class probabilities with its agreement flag, which trading runs
+too, is part of the contract: `qa_engine.contract.baseline`.
 
-Class order everywhere: SELL, HOLD, BUY (indices 0, 1, 2; `qa_engine.models.labels`).
+Class order everywhere: SELL, HOLD, BUY (indices 0, 1, 2; `qa_engine.contract.labels`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from qa_engine.contract.labels import N_CLASSES
+from qa_engine.contract.labels import TradeClass
+from qa_engine.contract.labels import class_counts
+from qa_engine.contract.labels import classes_from_returns
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
-from qa_engine.models.labels import N_CLASSES
-from qa_engine.models.labels import TradeClass
-from qa_engine.models.labels import class_counts
-from qa_engine.models.labels import classes_from_returns
 
-DEFAULT_ENSEMBLE_WEIGHTS: dict[str, float] = {"xgboost": 0.6, "lstm": 0.4}
 PositionPolicy = Literal["flat_on_hold", "hold_previous"]
-
-
-# ---- the ensemble -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnsembleOutput:
-    """Blended probabilities (B, 3), their argmax (B,), and whether every member's argmax agreed (B,)."""
-
-    probabilities: np.ndarray
-    classes: np.ndarray
-    agreement: np.ndarray
-
-
-def _check_probabilities(name: str, values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] != N_CLASSES:
-        raise DataError(f"{name}: expected probabilities of shape (batch, {N_CLASSES}), got {values.shape}")
-    if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise DataError(f"{name}: probabilities must be finite and >= 0")
-    return values
-
-
-def ensemble_probabilities(
-    members: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
-) -> EnsembleOutput:
-    """sum_m w_m p_m with weights normalised to 1 (default 0.6 xgboost + 0.4 lstm); `agreement` is True
-    where every member's argmax is the same class. Members and weights must name the same models."""
-    weights = dict(DEFAULT_ENSEMBLE_WEIGHTS if weights is None else weights)
-    if set(weights) != set(members):
-        raise ConfigError(f"ensemble weights name {sorted(weights)} but the members are {sorted(members)}")
-    if any(not w > 0 for w in weights.values()):
-        raise ConfigError(f"ensemble weights must be > 0, got {weights}")
-    total = sum(weights.values())
-    arrays = {name: _check_probabilities(name, values) for name, values in members.items()}
-    shapes = {values.shape for values in arrays.values()}
-    if len(shapes) != 1:
-        raise DataError(f"ensemble members have different shapes {sorted(shapes)}")
-    blended = sum(arrays[name] * (weights[name] / total) for name in sorted(arrays))
-    argmaxes = np.stack([np.argmax(arrays[name], axis=1) for name in sorted(arrays)])  # (M, B)
-    agreement = np.all(argmaxes == argmaxes[0], axis=0)
-    return EnsembleOutput(np.asarray(blended), np.argmax(blended, axis=1).astype(np.int64), agreement)
-
-
-def agreement_classes(output: EnsembleOutput) -> np.ndarray:
-    """The ensemble's class where the members agree, HOLD where they do not (the 'conservative' mode)."""
-    return np.where(output.agreement, output.classes, int(TradeClass.HOLD)).astype(np.int64)
 
 
 # ---- naive forecasters --------------------------------------------------------------------------

@@ -3,14 +3,14 @@ LSTM classifier over 20-bar feature windows, an MLP classifier over the flattene
 their ONNX export, an ensemble helper (0.6 XGB + 0.4 LSTM with an agreement flag) and the naive
 forecasters the evaluation compares them with.
 
-All three classify the label of `qa_engine.models.labels` (SELL / HOLD / BUY from the N-bar forward
+All three classify the label of `qa_engine.contract.labels` (SELL / HOLD / BUY from the N-bar forward
 return against a threshold). Every model takes a window of scaled features (B, E, F) (E = 1 for
 XGBoost: the features at t), so every artifact shares the same input contract; input sizes come from
 the dataset (`ClassifierShape`), never typed by hand. torch modules return logits (B, 3); the exported
 graphs return probabilities (B, 3) in class order SELL, HOLD, BUY.
 
-The torch-free pieces (ensemble, naive forecasters, positions) live in `baseline_signals` and are
-re-exported here.
+The torch-free pieces live in `qa_engine.contract.baseline` (the ensemble, which trading runs too) and
+`baseline_signals` (naive forecasters, positions) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from qa_engine.models.baseline_signals import DEFAULT_ENSEMBLE_WEIGHTS
-from qa_engine.models.baseline_signals import EnsembleOutput
-from qa_engine.models.baseline_signals import agreement_classes
+from qa_engine.contract.baseline import DEFAULT_ENSEMBLE_WEIGHTS
+from qa_engine.contract.baseline import EnsembleOutput
+from qa_engine.contract.baseline import agreement_classes
+from qa_engine.contract.baseline import ensemble_probabilities
+from qa_engine.contract.labels import N_CLASSES
+from qa_engine.contract.manifest import TensorRecord
 from qa_engine.models.baseline_signals import class_prior_forecast
-from qa_engine.models.baseline_signals import ensemble_probabilities
 from qa_engine.models.baseline_signals import persistence_forecast
 from qa_engine.models.baseline_signals import positions_from_classes
 from qa_engine.models.baseline_signals import stratified_random_forecast
@@ -39,8 +41,6 @@ from qa_engine.models.export import DEFAULT_OPSET
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import file_sha256
-from qa_engine.models.labels import N_CLASSES
-from qa_engine.models.manifest import TensorRecord
 
 __all__ = [
     "DEFAULT_ENSEMBLE_WEIGHTS",

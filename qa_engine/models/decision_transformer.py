@@ -17,7 +17,7 @@ observation token (s, a) at or before step t carries anything from bar t+1 or la
 The one token that looks forward is R_t, by the design of a Decision Transformer: in training it is
 the realised return of the rest of the episode (hindsight conditioning); at inference it is replaced
 by a *chosen* target return minus the rewards realised so far (R_t = target - r_0 - ... - r_{t-1},
-which needs bars <= t only). See `qa_engine.models.trajectories.StrategistContext`. A known limit of
+which needs bars <= t only). See `qa_engine.contract.policy_context.StrategistContext`. A known limit of
 return conditioning in a stochastic market: realised returns mix skill and luck, so asking for a high
 return does not make the policy earn it (Paster et al. 2022, "You can't count on luck").
 

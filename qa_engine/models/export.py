@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qa_engine.models.manifest import TensorRecord
+from qa_engine.contract.manifest import TensorRecord
 
 DEFAULT_OPSET = 17
 BATCH_AXIS = "batch"

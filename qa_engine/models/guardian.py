@@ -56,6 +56,8 @@ from torch import Tensor
 from torch import nn
 from torch.nn import functional as F
 
+from qa_engine.contract.guardian import RegimeConfig
+from qa_engine.contract.guardian import RegimeModel
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.sets import GUARDIAN_FEATURE_NAMES
@@ -67,8 +69,6 @@ from qa_engine.models.data import FoldConfig
 from qa_engine.models.data import WalkForwardRunConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import window_end_mask
-from qa_engine.models.guardian_regimes import RegimeConfig
-from qa_engine.models.guardian_regimes import RegimeModel
 from qa_engine.models.guardian_regimes import apply_persistence
 from qa_engine.models.guardian_regimes import fit_regimes
 from qa_engine.models.training import TrainerConfig
@@ -716,18 +716,18 @@ def guardian_manifest(
     parity_difference: float,
     run_folds: list[GuardianModel] | None = None,
 ) -> dict[str, Any]:
-    """The manifest in the shared schema (`qa_engine.models.manifest`) with a `guardian` section,
+    """The manifest in the shared schema (`qa_engine.contract.manifest`) with a `guardian` section,
     validated by `GuardianArtifactManifest` (the kind's entry in `MANIFEST_TYPES`)."""
-    from qa_engine.models.guardian_regimes import GuardianArtifactManifest
-    from qa_engine.models.guardian_regimes import GuardianSection
-    from qa_engine.models.manifest import CodeRecord
-    from qa_engine.models.manifest import DataRecord
-    from qa_engine.models.manifest import FeatureSetRecord
-    from qa_engine.models.manifest import FoldRecord
-    from qa_engine.models.manifest import ScalerRecord
-    from qa_engine.models.manifest import WindowRecord
-    from qa_engine.models.manifest import code_version
-    from qa_engine.models.manifest import utc_now
+    from qa_engine.contract.guardian import GuardianArtifactManifest
+    from qa_engine.contract.guardian import GuardianSection
+    from qa_engine.contract.manifest import CodeRecord
+    from qa_engine.contract.manifest import DataRecord
+    from qa_engine.contract.manifest import FeatureSetRecord
+    from qa_engine.contract.manifest import FoldRecord
+    from qa_engine.contract.manifest import ScalerRecord
+    from qa_engine.contract.manifest import WindowRecord
+    from qa_engine.contract.manifest import code_version
+    from qa_engine.contract.manifest import utc_now
     from qa_engine.models.oracle import package_version
 
     config = model.config

@@ -24,6 +24,17 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from qa_engine.contract.manifest import ArtifactManifest
+from qa_engine.contract.manifest import CodeRecord
+from qa_engine.contract.manifest import DataRecord
+from qa_engine.contract.manifest import FeatureSetRecord
+from qa_engine.contract.manifest import FoldRecord
+from qa_engine.contract.manifest import OracleSection
+from qa_engine.contract.manifest import ScalerRecord
+from qa_engine.contract.manifest import WindowRecord
+from qa_engine.contract.manifest import code_version
+from qa_engine.contract.manifest import utc_now
+from qa_engine.contract.manifest import write_manifest
 from qa_engine.errors import ConfigError
 from qa_engine.logging import get_logger
 from qa_engine.models.data import FoldData
@@ -43,17 +54,6 @@ from qa_engine.models.evaluation import write_report
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import parity_max_abs_diff
-from qa_engine.models.manifest import ArtifactManifest
-from qa_engine.models.manifest import CodeRecord
-from qa_engine.models.manifest import DataRecord
-from qa_engine.models.manifest import FeatureSetRecord
-from qa_engine.models.manifest import FoldRecord
-from qa_engine.models.manifest import OracleSection
-from qa_engine.models.manifest import ScalerRecord
-from qa_engine.models.manifest import WindowRecord
-from qa_engine.models.manifest import code_version
-from qa_engine.models.manifest import utc_now
-from qa_engine.models.manifest import write_manifest
 from qa_engine.models.tft import ForecastShape
 from qa_engine.models.tft import TemporalFusionTransformer
 from qa_engine.models.tft import TFTConfig

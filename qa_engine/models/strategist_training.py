@@ -42,6 +42,10 @@ from pydantic import model_validator
 from torch import nn
 from torch.nn import functional as F
 
+from qa_engine.contract.policy_context import StateTransform
+from qa_engine.contract.policy_context import action_positions
+from qa_engine.contract.policy_context import state_transform_for
+from qa_engine.contract.strategist import StrategistSection
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.spec import FeatureSet
@@ -62,16 +66,12 @@ from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
-from qa_engine.models.strategist_manifest import StrategistSection
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 from qa_engine.models.training import TrainingResult
-from qa_engine.models.trajectories import StateTransform
 from qa_engine.models.trajectories import TrajectoryConfig
 from qa_engine.models.trajectories import TrajectorySet
-from qa_engine.models.trajectories import action_positions
 from qa_engine.models.trajectories import build_trajectories
-from qa_engine.models.trajectories import state_transform_for
 
 log = get_logger("qa_engine.models.strategist_training")
 ARTIFACT_FOLDER = "artifact"
@@ -189,7 +189,7 @@ def action_metrics(
 # ---- manifest section ---------------------------------------------------------------------------
 
 
-# StrategistSection lives in the torch-free qa_engine.models.strategist_manifest (inference reads it).
+# StrategistSection lives in the torch-free qa_engine.contract.strategist (inference reads it).
 
 
 # ---- the entry point ---------------------------------------------------------------------------
@@ -516,13 +516,13 @@ def write_strategist_manifest(
     """manifest.json with the shared common records plus a `strategist` section. The shared
     file is assembled from the shared records (each validated); `read_manifest` reads it back as a
     StrategistArtifactManifest."""
-    from qa_engine.models.manifest import CodeRecord
-    from qa_engine.models.manifest import FeatureSetRecord
-    from qa_engine.models.manifest import FoldRecord
-    from qa_engine.models.manifest import ScalerRecord
-    from qa_engine.models.manifest import WindowRecord
-    from qa_engine.models.manifest import code_version
-    from qa_engine.models.manifest import utc_now
+    from qa_engine.contract.manifest import CodeRecord
+    from qa_engine.contract.manifest import FeatureSetRecord
+    from qa_engine.contract.manifest import FoldRecord
+    from qa_engine.contract.manifest import ScalerRecord
+    from qa_engine.contract.manifest import WindowRecord
+    from qa_engine.contract.manifest import code_version
+    from qa_engine.contract.manifest import utc_now
 
     interval_secs = interval_ns // 1_000_000_000
     interval = f"{interval_secs // 60}m" if interval_secs % 60 == 0 else f"{interval_secs}s"

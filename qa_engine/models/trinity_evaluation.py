@@ -42,6 +42,8 @@ from pydantic import Field
 from pydantic import field_validator
 from pydantic import model_validator
 
+from qa_engine.contract.policy_context import StrategistContext
+from qa_engine.contract.policy_context import action_positions
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.inference.artifact import Artifact
@@ -51,8 +53,6 @@ from qa_engine.models.data import iso
 from qa_engine.models.data import to_ns
 from qa_engine.models.guardian_stats import jsonable
 from qa_engine.models.trajectories import Behaviour
-from qa_engine.models.trajectories import StrategistContext
-from qa_engine.models.trajectories import action_positions
 from qa_engine.models.trajectories import behaviour_uniforms
 from qa_engine.models.trajectories import gap_free_segments
 from qa_engine.models.trajectories import rollout
@@ -488,8 +488,8 @@ def evaluate_strategist(
     artifact: Artifact, features: Features, start: int, end: int, step_ns: int, threads: int
 ) -> dict[str, Any]:
     """The exported policy rolled out bar by bar over the test range (onnxruntime), with baselines."""
+    from qa_engine.contract.policy_context import StateTransform
     from qa_engine.inference.scaling import FeatureScaler
-    from qa_engine.models.trajectories import StateTransform
 
     manifest = artifact.manifest
     section = manifest.strategist  # type: ignore[attr-defined]

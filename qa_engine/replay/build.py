@@ -185,7 +185,7 @@ def plan_models(request: SignalsRequest) -> list[ModelPlan]:
     """Load and check every given artifact (the checks the actors make in on_start)."""
     from qa_engine.features.sets import get_feature_set
     from qa_engine.inference.artifact import load_artifact
-    from qa_engine.models.guardian_regimes import load_guardian_artifact
+    from qa_engine.inference.guardian import load_guardian_artifact
 
     plans = []
     for role, folder in (
@@ -423,7 +423,7 @@ def _regime_records(
 ) -> tuple[str, pa.Table, bool]:
     """Regime records: probabilities for every full window from the first loaded bar (the persistence
     state at --start depends on them), the actor's own tracker bar by bar, cold after each gap."""
-    from qa_engine.models.guardian_regimes import GuardianOnline
+    from qa_engine.inference.guardian import GuardianOnline
 
     ts, ts_init, _, output, _ = stamps
     online = GuardianOnline(plan.artifact, threads=request.threads)

@@ -21,9 +21,9 @@ from qa_engine.errors import ConfigError
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.sets import guardian_feature_set
 from qa_engine.inference.artifact import load_artifact
+from qa_engine.inference.guardian import GuardianOnline
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.inference.scaling import fit_feature_scaler
-from qa_engine.models.guardian_regimes import GuardianOnline
 from tests.unit.models.oracle_data import STEP_NS
 from tests.unit.models.oracle_data import bars_from
 

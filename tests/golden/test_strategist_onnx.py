@@ -19,12 +19,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from qa_engine.contract.policy_context import StateTransform
+from qa_engine.contract.policy_context import StrategistContext
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.sets import default_feature_set
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.scaling import FeatureScaler
-from qa_engine.models.trajectories import StateTransform
-from qa_engine.models.trajectories import StrategistContext
 from tests.unit.models.oracle_data import STEP_NS
 from tests.unit.models.oracle_data import bars_from
 
@@ -37,12 +37,12 @@ REPLAYED_BARS = 288  # one episode
 
 def test_default_size_strategist_torch_and_onnxruntime_agree_within_1e_5(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
+    from qa_engine.contract.policy_context import state_transform_for
     from qa_engine.models.decision_transformer import DecisionTransformer
     from qa_engine.models.decision_transformer import DecisionTransformerConfig
     from qa_engine.models.decision_transformer import DecisionTransformerPolicy
     from qa_engine.models.export import parity_max_abs_diff
     from qa_engine.models.strategist_training import export_strategist
-    from qa_engine.models.trajectories import state_transform_for
 
     bars = bars_from("2025-06-01T00:00:00", 1_500)
     table = build_feature_table(bars, default_feature_set(), STEP_NS)

@@ -18,6 +18,9 @@ import pytest
 
 from qa_engine.backtest.runner import run_backtest
 from qa_engine.config.models import BacktestConfig
+from qa_engine.contract.baseline import agreement_classes
+from qa_engine.contract.baseline import ensemble_probabilities
+from qa_engine.contract.labels import CLASS_NAMES
 from qa_engine.errors import ConfigError
 from qa_engine.features.batch import compute_features_batch
 from qa_engine.features.io import load_catalog_bars
@@ -25,10 +28,7 @@ from qa_engine.inference.artifact import feature_set_from_canonical
 from qa_engine.inference.baseline import BaselineClassifier
 from qa_engine.inference.baseline import BaselineSignal
 from qa_engine.inference.baseline import load_baseline_artifact
-from qa_engine.models.baseline_signals import agreement_classes
-from qa_engine.models.baseline_signals import ensemble_probabilities
 from qa_engine.models.baseline_signals import positions_from_classes
-from qa_engine.models.labels import CLASS_NAMES
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Signal
 from qa_engine.signals import pack

@@ -24,8 +24,8 @@ from qa_engine.backtest.runner import run_backtest
 from qa_engine.config.models import BacktestConfig
 from qa_engine.errors import ConfigError
 from qa_engine.inference.artifact import load_artifact
+from qa_engine.inference.guardian import GuardianOnline
 from qa_engine.inference.runner import OnnxRunner
-from qa_engine.models.guardian_regimes import GuardianOnline
 from tests.pristine import pristine_catalog
 from tests.unit.actors.harness import BAR_TYPE
 from tests.unit.actors.harness import INSTRUMENT_ID

@@ -18,14 +18,14 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from qa_engine.contract.labels import NO_LABEL
+from qa_engine.contract.labels import triple_class_labels
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.families.fracdiff import fit_feature_set
 from qa_engine.features.io import interval_ns
 from qa_engine.features.io import load_kline_file
 from qa_engine.features.sets import default_feature_set
 from qa_engine.inference.scaling import fit_feature_scaler
-from qa_engine.models.labels import NO_LABEL
-from qa_engine.models.labels import triple_class_labels
 from tests.factories import research_klines
 
 BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")  # data/klines: real, gap-free, 2025-01-01 on

@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from qa_engine.contract.policy_context import action_positions
+from qa_engine.contract.policy_context import state_transform_for
 from qa_engine.errors import DataError
 from qa_engine.features.batch import compute_features_batch
 from qa_engine.features.families.returns import log_return_spec
@@ -28,11 +30,9 @@ from qa_engine.models.strategist_training import StrategistWindows
 from qa_engine.models.trajectories import DEFAULT_BEHAVIOURS
 from qa_engine.models.trajectories import TrajectoryConfig
 from qa_engine.models.trajectories import TrajectorySet
-from qa_engine.models.trajectories import action_positions
 from qa_engine.models.trajectories import behaviour_uniforms
 from qa_engine.models.trajectories import build_trajectories
 from qa_engine.models.trajectories import gap_free_segments
-from qa_engine.models.trajectories import state_transform_for
 from qa_engine.models.trajectories import step_rewards
 
 STEP_NS = 300_000_000_000

@@ -24,8 +24,8 @@ from qa_engine.errors import ConfigError
 from qa_engine.features.sets import default_feature_set
 from qa_engine.features.sets import guardian_feature_set
 from qa_engine.inference.artifact import load_artifact
+from qa_engine.inference.guardian import GuardianOnline
 from qa_engine.inference.runner import OnnxRunner
-from qa_engine.models.guardian_regimes import GuardianOnline
 from tests.unit.actors.harness import BAR_TYPE
 from tests.unit.actors.harness import INSTRUMENT_ID
 from tests.unit.actors.harness import REPO_ROOT

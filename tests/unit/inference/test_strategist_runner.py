@@ -103,9 +103,9 @@ def test_runner_realises_the_same_after_fee_return_as_training_evaluate_out_of_s
 def test_runner_actions_and_probabilities_equal_trajectories_rollout_bar_by_bar():
     """trajectories.rollout with the exported graph (training's session) on states transformed and
     scaled in one batch, recording every action; the runner builds each state from its raw row."""
+    from qa_engine.contract.policy_context import StateTransform
+    from qa_engine.contract.policy_context import StrategistContext
     from qa_engine.models.export import onnx_session
-    from qa_engine.models.trajectories import StateTransform
-    from qa_engine.models.trajectories import StrategistContext
     from qa_engine.models.trajectories import rollout
 
     ts, closes, raw, _ = held_out_rows()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from qa_engine.contract.guardian import RegimeConfig
 from qa_engine.models.guardian import GuardianConfig
-from qa_engine.models.guardian_regimes import RegimeConfig
 from qa_engine.models.training import TrainerConfig
 
 TINY = GuardianConfig(

@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 import polars as pl
 
+from qa_engine.contract.policy_context import state_transform_for
 from qa_engine.features.build import FeatureTable
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.io import interval_ns
@@ -16,7 +17,6 @@ from qa_engine.features.sets import default_feature_set
 from qa_engine.models.trajectories import TrajectoryConfig
 from qa_engine.models.trajectories import TrajectorySet
 from qa_engine.models.trajectories import build_trajectories
-from qa_engine.models.trajectories import state_transform_for
 from tests import factories
 from tests.factories import research_klines
 

@@ -13,6 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from qa_engine.contract.manifest import read_manifest  # noqa: E402
+from qa_engine.contract.manifest import write_manifest  # noqa: E402
 from qa_engine.errors import ConfigError  # noqa: E402
 from qa_engine.errors import DataError  # noqa: E402
 from qa_engine.features.sets import default_feature_set  # noqa: E402
@@ -21,8 +23,6 @@ from qa_engine.inference.artifact import feature_set_from_canonical  # noqa: E40
 from qa_engine.inference.artifact import load_artifact  # noqa: E402
 from qa_engine.inference.runner import OnnxRunner  # noqa: E402
 from qa_engine.models.data import series_arrays  # noqa: E402
-from qa_engine.models.manifest import read_manifest  # noqa: E402
-from qa_engine.models.manifest import write_manifest  # noqa: E402
 from qa_engine.models.oracle import OracleTrainConfig  # noqa: E402
 from qa_engine.models.oracle import export_oracle  # noqa: E402
 from qa_engine.models.oracle import oracle_manifest  # noqa: E402
@@ -215,7 +215,7 @@ def test_feature_set_round_trips_through_the_manifest(artifact) -> None:
 def test_inference_never_imports_torch() -> None:
     code = (
         "import sys; import qa_engine.inference.artifact, qa_engine.inference.runner; "
-        "from qa_engine.models.manifest import MANIFEST_TYPES, manifest_type; "
+        "from qa_engine.contract.manifest import MANIFEST_TYPES, manifest_type; "
         "[manifest_type(kind) for kind in MANIFEST_TYPES]; "  # every kind's manifest model is torch-free
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )

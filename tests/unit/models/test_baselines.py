@@ -16,6 +16,13 @@ import polars as pl
 import pytest
 import torch
 
+from qa_engine.contract.baseline import agreement_classes
+from qa_engine.contract.baseline import ensemble_probabilities
+from qa_engine.contract.labels import NO_LABEL
+from qa_engine.contract.labels import class_weights
+from qa_engine.contract.labels import forward_return_bps
+from qa_engine.contract.labels import threshold_for_hold_share
+from qa_engine.contract.labels import triple_class_labels
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.build import build_feature_table
@@ -28,9 +35,7 @@ from qa_engine.models.baseline_evaluation import backtest_metrics
 from qa_engine.models.baseline_evaluation import classification_metrics
 from qa_engine.models.baseline_evaluation import directional_accuracy
 from qa_engine.models.baseline_evaluation import vectorised_backtest
-from qa_engine.models.baseline_signals import agreement_classes
 from qa_engine.models.baseline_signals import class_prior_forecast
-from qa_engine.models.baseline_signals import ensemble_probabilities
 from qa_engine.models.baseline_signals import persistence_forecast
 from qa_engine.models.baseline_signals import positions_from_classes
 from qa_engine.models.baseline_signals import zero_return_forecast
@@ -45,11 +50,6 @@ from qa_engine.models.baselines import export_classifier_onnx
 from qa_engine.models.baselines import weighted_cross_entropy
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
-from qa_engine.models.labels import NO_LABEL
-from qa_engine.models.labels import class_weights
-from qa_engine.models.labels import forward_return_bps
-from qa_engine.models.labels import threshold_for_hold_share
-from qa_engine.models.labels import triple_class_labels
 from tests.factories import research_klines
 
 BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")  # data/klines: real, gap-free, 2025-01-01 on

@@ -289,7 +289,7 @@ def test_a_run_config_trains_exports_and_evaluates_on_the_later_test_range(tmp_p
     names = manifest["feature_set"]["names"]
     assert result.parity_max_abs_diff is not None and result.parity_max_abs_diff <= 1e-5
     assert manifest["model_kind"] == "strategist"
-    from qa_engine.models.manifest import read_manifest
+    from qa_engine.contract.manifest import read_manifest
 
     parsed = read_manifest(tmp_path / "artifact")  # the shared reader knows the kind
     assert parsed.strategist.context_length == 8 and parsed.window.encoder_bars == 8

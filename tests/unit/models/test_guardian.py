@@ -18,11 +18,16 @@ import polars as pl
 import pytest
 import torch
 
+from qa_engine.contract.guardian import GuardianArtifactManifest
+from qa_engine.contract.guardian import RegimeConfig
+from qa_engine.contract.guardian import RegimeTracker
 from qa_engine.errors import ConfigError
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.io import interval_ns
 from qa_engine.features.io import load_kline_file
 from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.guardian import GuardianOnline
+from qa_engine.inference.guardian import load_guardian_artifact
 from qa_engine.inference.runner import OnnxRunner
 from qa_engine.inference.scaling import fit_feature_scaler
 from qa_engine.models.data import FoldConfig
@@ -37,13 +42,8 @@ from qa_engine.models.guardian import gather_windows
 from qa_engine.models.guardian import guardian_feature_set
 from qa_engine.models.guardian import train_guardian
 from qa_engine.models.guardian import window_ends
-from qa_engine.models.guardian_regimes import GuardianArtifactManifest
-from qa_engine.models.guardian_regimes import GuardianOnline
-from qa_engine.models.guardian_regimes import RegimeConfig
-from qa_engine.models.guardian_regimes import RegimeTracker
 from qa_engine.models.guardian_regimes import apply_persistence
 from qa_engine.models.guardian_regimes import fit_regimes
-from qa_engine.models.guardian_regimes import load_guardian_artifact
 from qa_engine.models.guardian_regimes import max_drawdown_pct
 from qa_engine.models.guardian_stats import fold_stability
 from qa_engine.models.guardian_stats import plot_regimes
@@ -408,8 +408,8 @@ def test_the_shared_loader_reads_a_guardian_artifact_and_the_guardian_loader_ref
 ) -> None:
     training, _, _, _ = trained
     export_guardian(training.model, tmp_path / "guardian")
+    from qa_engine.contract.manifest import read_manifest
     from qa_engine.inference.artifact import load_artifact
-    from qa_engine.models.manifest import read_manifest
 
     artifact = load_artifact(tmp_path / "guardian", window_bars=16, interval="5m")
     assert isinstance(artifact.manifest, GuardianArtifactManifest)

@@ -9,6 +9,9 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from qa_engine.contract.policy_context import StrategistContext
+from qa_engine.contract.policy_context import action_positions
+from qa_engine.contract.policy_context import state_transform_for
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.families.returns import log_return_spec
 from qa_engine.features.families.technical import sma_spec
@@ -16,13 +19,10 @@ from qa_engine.features.spec import FeatureSet
 from qa_engine.models.strategist_training import StrategistWindows
 from qa_engine.models.trajectories import Behaviour
 from qa_engine.models.trajectories import RandomPersistentPolicy
-from qa_engine.models.trajectories import StrategistContext
 from qa_engine.models.trajectories import TrajectoryConfig
-from qa_engine.models.trajectories import action_positions
 from qa_engine.models.trajectories import behaviour_uniforms
 from qa_engine.models.trajectories import build_trajectories
 from qa_engine.models.trajectories import rollout
-from qa_engine.models.trajectories import state_transform_for
 from tests.unit.models.strategist_data import STEP_NS
 from tests.unit.models.strategist_data import real_bars
 from tests.unit.models.strategist_data import real_features

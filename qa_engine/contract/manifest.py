@@ -8,8 +8,8 @@ specs, feature order, window, scaler, tensor names and shapes) and where the mod
 section named after the model kind (`oracle`, `guardian`, `baseline`, ...) holds what only that kind
 has. To add a kind: a `<Kind>Section` model and a subclass of `ArtifactManifest` that narrows
 `model_kind` to the kind, adds the section field and re-states `_consistent` (see
-`guardian_regimes.GuardianArtifactManifest`), in a torch-free module; its "module:Class" in
-`MANIFEST_TYPES`; and, if its outputs need scaling, an entry in
+`qa_engine.contract.guardian.GuardianArtifactManifest`), in a module of `qa_engine.contract`; its
+"module:Class" in `MANIFEST_TYPES`; and, if its outputs need scaling, an entry in
 `qa_engine.inference.runner.OUTPUT_TRANSFORMS`.
 """
 
@@ -190,14 +190,14 @@ def write_manifest(manifest: ArtifactManifest, folder: Path) -> Path:
 
 
 # Model kind -> "module:Class" of its manifest model: ArtifactManifest itself, or a subclass that narrows
-# `model_kind` and adds the kind's section (the Guardian's and the baselines' live beside their code).
+# `model_kind` and adds the kind's section (each in its module of qa_engine.contract).
 # Resolved on use, so reading one kind imports nothing of the others. Every module listed here must be
 # torch-free: qa_engine.inference reads manifests through this table.
 MANIFEST_TYPES: dict[str, str] = {
-    "oracle": "qa_engine.models.manifest:ArtifactManifest",
-    "guardian": "qa_engine.models.guardian_regimes:GuardianArtifactManifest",
-    "baseline": "qa_engine.models.baseline_manifest:BaselineArtifactManifest",
-    "strategist": "qa_engine.models.strategist_manifest:StrategistArtifactManifest",
+    "oracle": "qa_engine.contract.manifest:ArtifactManifest",
+    "guardian": "qa_engine.contract.guardian:GuardianArtifactManifest",
+    "baseline": "qa_engine.contract.baseline:BaselineArtifactManifest",
+    "strategist": "qa_engine.contract.strategist:StrategistArtifactManifest",
 }
 
 

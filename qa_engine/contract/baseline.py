@@ -1,25 +1,35 @@
-"""The manifest of a baseline classifier artifact (torch-free, pydantic only).
+"""The baseline classifiers' contract (torch-free: pydantic, numpy): the artifact manifest and the ensemble.
 
 The shared `ArtifactManifest` with model_kind "baseline" and the kind's own `baseline` section,
-registered in `qa_engine.models.manifest.MANIFEST_TYPES` (so `load_artifact` reads these folders).
+registered in `qa_engine.contract.manifest.MANIFEST_TYPES` (so `load_artifact` reads these folders);
+and the ensemble of the members' class probabilities with its agreement flag (default weights 0.6
+xgboost + 0.4 lstm), which training's evaluation and trading (`qa_engine.inference.baseline`,
+`strategies.ml_signal`) both apply.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 from pydantic import ValidationError
 from pydantic import model_validator
 
+from qa_engine.contract.labels import CLASS_NAMES
+from qa_engine.contract.labels import N_CLASSES
+from qa_engine.contract.labels import TradeClass
+from qa_engine.contract.manifest import MANIFEST_FILE
+from qa_engine.contract.manifest import ArtifactManifest
+from qa_engine.contract.manifest import _Record
 from qa_engine.errors import ConfigError
-from qa_engine.models.labels import CLASS_NAMES
-from qa_engine.models.manifest import MANIFEST_FILE
-from qa_engine.models.manifest import ArtifactManifest
-from qa_engine.models.manifest import _Record
+from qa_engine.errors import DataError
 
+DEFAULT_ENSEMBLE_WEIGHTS: dict[str, float] = {"xgboost": 0.6, "lstm": 0.4}
 BaselineFamily = Literal["xgboost", "lstm", "mlp"]
 LABEL_DEFINITION = (
     "r = (close[t+H] / close[t] - 1) * 1e4 bps; BUY if r > threshold_bps, SELL if r < -threshold_bps, "
@@ -97,3 +107,50 @@ def read_baseline_manifest(folder: Path) -> BaselineArtifactManifest:
             for item in exc.errors()
         )
         raise ConfigError(f"{path}: invalid baseline manifest ({problems})") from None
+
+
+# ---- the ensemble -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnsembleOutput:
+    """Blended probabilities (B, 3), their argmax (B,), and whether every member's argmax agreed (B,)."""
+
+    probabilities: np.ndarray
+    classes: np.ndarray
+    agreement: np.ndarray
+
+
+def _check_probabilities(name: str, values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != N_CLASSES:
+        raise DataError(f"{name}: expected probabilities of shape (batch, {N_CLASSES}), got {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise DataError(f"{name}: probabilities must be finite and >= 0")
+    return values
+
+
+def ensemble_probabilities(
+    members: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
+) -> EnsembleOutput:
+    """sum_m w_m p_m with weights normalised to 1 (default 0.6 xgboost + 0.4 lstm); `agreement` is True
+    where every member's argmax is the same class. Members and weights must name the same models."""
+    weights = dict(DEFAULT_ENSEMBLE_WEIGHTS if weights is None else weights)
+    if set(weights) != set(members):
+        raise ConfigError(f"ensemble weights name {sorted(weights)} but the members are {sorted(members)}")
+    if any(not w > 0 for w in weights.values()):
+        raise ConfigError(f"ensemble weights must be > 0, got {weights}")
+    total = sum(weights.values())
+    arrays = {name: _check_probabilities(name, values) for name, values in members.items()}
+    shapes = {values.shape for values in arrays.values()}
+    if len(shapes) != 1:
+        raise DataError(f"ensemble members have different shapes {sorted(shapes)}")
+    blended = sum(arrays[name] * (weights[name] / total) for name in sorted(arrays))
+    argmaxes = np.stack([np.argmax(arrays[name], axis=1) for name in sorted(arrays)])  # (M, B)
+    agreement = np.all(argmaxes == argmaxes[0], axis=0)
+    return EnsembleOutput(np.asarray(blended), np.argmax(blended, axis=1).astype(np.int64), agreement)
+
+
+def agreement_classes(output: EnsembleOutput) -> np.ndarray:
+    """The ensemble's class where the members agree, HOLD where they do not (the 'conservative' mode)."""
+    return np.where(output.agreement, output.classes, int(TradeClass.HOLD)).astype(np.int64)

@@ -11,12 +11,12 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import model_validator
 
-from qa_engine.models.manifest import ArtifactManifest
+from qa_engine.contract.manifest import ArtifactManifest
 
 
 class StrategistSection(BaseModel):
     """What only the Strategist's artifact holds (the `strategist` section; the kind is registered in
-    `qa_engine.models.manifest.MANIFEST_TYPES`). Inputs, in order: returns_to_go (batch, K, 1) =
+    `qa_engine.contract.manifest.MANIFEST_TYPES`). Inputs, in order: returns_to_go (batch, K, 1) =
     R / rtg_scale; states (batch, K, S) = scaler(StateTransform(features, close)); actions (batch, K)
     int64 indices into action_positions (the last one is a placeholder); timesteps (batch, K) int64 =
     step in the episode (0 .. episode_bars-1). Output: action_logits (batch, A) for the last step."""
