@@ -42,30 +42,26 @@ def sweep_command(
         bool, typer.Option("--retry-failed", help="run failed trials again on resume")
     ] = False,
     set_: SetOption = None,
-    out: Annotated[Path | None, typer.Option("--out", help="sweep folder (default <output>/<id>/)")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="sweep folder or s3://bucket/prefix (default <output>/<id>/)")
+    ] = None,
 ) -> None:
     """Run a parameter sweep (grid, random or TPE; optional symbols and walk-forward folds); resumable."""
+    from qa_engine.data.location import catalog_option
     from qa_engine.sweep.config import SweepConfig
     from qa_engine.sweep.config import resolve_base
+    from qa_engine.sweep.config import sweep_folder
     from qa_engine.sweep.engine import SweepPlan
     from qa_engine.sweep.engine import run_sweep
     from qa_engine.sweep.report import group_statistics
     from qa_engine.sweep.report import ranked
-    from qa_engine.sweep.report import write_sweep_report
 
     configure_logging()
     sweep = load_config(SweepConfig, config, set_)
     base = load_config(BacktestConfig, resolve_base(sweep, config), sweep.set)
     plan = SweepPlan.build(sweep, base)
-    folder = out or sweep.output / sweep.id
-    previous = folder / "sweep.toml"
-    if previous.exists() and previous.read_text() != dump_toml(sweep):
-        raise ConfigError(
-            f"{folder} holds a sweep with another config ({previous}): resume needs the same config; "
-            "choose another --out or id"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    previous.write_text(dump_toml(sweep))
+    folder = catalog_option(out, "--out") if out is not None else sweep_folder(sweep)
+    _claim(folder, dump_toml(sweep))
 
     with progress(transient=False) as bar:
         task = bar.add_task(f"sweep {sweep.id}", total=None)
@@ -85,7 +81,7 @@ def sweep_command(
         )
 
     stats = group_statistics(results, sweep)
-    page = write_sweep_report(results, sweep, folder, stats)
+    page = _write_report(results, sweep, folder, stats)
     best = table(
         f"Sweep {sweep.id}: best trials by {sweep.metric}",
         ["fold", "symbol", "trial", "params", sweep.metric, "return %", "max DD %", "trades"],
@@ -110,7 +106,7 @@ def sweep_command(
     stdout_console.print(odds)
     failed = results.filter(results["status"] != "ok").height if not results.is_empty() else 0
     stdout_console.print(
-        f"{results.height} backtests ({failed} failed); results {folder / 'results'}; report {page}"
+        f"{results.height} backtests ({failed} failed); results {folder}/results; report {page}"
     )
 
 
@@ -120,3 +116,45 @@ def _count(value) -> str:
 
 def _fmt(value) -> str:
     return "" if value is None else f"{value:,.3f}"
+
+
+def _claim(folder, config_text: str) -> None:
+    """The sweep folder holds this sweep's config, or none yet: a rerun resumes only the same sweep."""
+    from qa_engine.data.location import filesystem
+    from qa_engine.data.location import is_remote
+
+    if is_remote(str(folder)):
+        fs, root = filesystem(str(folder))
+        path = f"{root.rstrip('/')}/sweep.toml"
+        previous = fs.cat_file(path).decode() if fs.exists(path) else None
+    else:
+        path = Path(folder) / "sweep.toml"
+        previous = path.read_text() if path.exists() else None
+    if previous is not None and previous != config_text:
+        raise ConfigError(
+            f"{folder} holds a sweep with another config (its sweep.toml): resume needs the same config; "
+            "choose another --out or id"
+        )
+    if is_remote(str(folder)):
+        fs.pipe_file(path, config_text.encode())
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config_text)
+
+
+def _write_report(results, sweep, folder, stats):
+    """report.html and statistics.json in the sweep folder (made locally, then uploaded to an s3:// one)."""
+    import tempfile
+
+    from qa_engine.data.location import filesystem
+    from qa_engine.data.location import is_remote
+    from qa_engine.sweep.report import write_sweep_report
+
+    if not is_remote(str(folder)):
+        return write_sweep_report(results, sweep, Path(folder), stats)
+    fs, root = filesystem(str(folder))
+    with tempfile.TemporaryDirectory() as tmp:
+        write_sweep_report(results, sweep, Path(tmp), stats)
+        for name in ("report.html", "statistics.json"):
+            fs.put_file(str(Path(tmp) / name), f"{root.rstrip('/')}/{name}")
+    return f"{str(folder).rstrip('/')}/report.html"

@@ -45,8 +45,8 @@ Not atomic on an object store (no rename, no lock): an ingest uploads the new fi
 it replaced, so a backtest reading that series in between can see both; one writer at a time, and no
 ingest into a catalog a sweep is reading. Local catalogs only: `qa data` downloads, `qa catalog validate`,
 `qa signals`, `qa features` and `qa venue` (their --catalog refuses a URI, exit 2), the catalog of a
-training config, and the sweep's own output folder (results stay on the driver's disk). Build or download
-locally, then upload the folder (e.g. `aws s3 sync catalog s3://bucket/catalog`).
+training config. A sweep's own folder (`output`, `--out`) may be an s3:// URI too (qa_engine/sweep).
+Build or download locally, then upload the folder (e.g. `aws s3 sync catalog s3://bucket/catalog`).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import field_validator
 from pydantic import model_validator
 
 # PerformanceMetrics fields a sweep may rank by, and which way is better
@@ -144,7 +145,17 @@ class SweepConfig(_Model):
         None, description="instrument ids: each replaces the base's single instrument (bars and params)"
     )
     walk_forward: WalkForwardConfig | None = None
-    output: Path = Field(Path("runs/sweeps"), description="parent of the sweep folder <output>/<id>/")
+    output: Path | str = Field(
+        Path("runs/sweeps"),
+        description="parent of the sweep folder <output>/<id>/: a folder or s3://bucket/prefix",
+    )
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output(cls, value: Any) -> Path | str:
+        from qa_engine.data.location import parse_catalog
+
+        return parse_catalog(value)  # the same forms as a catalog: a folder, file:///..., s3://...
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:
@@ -161,6 +172,13 @@ def resolve_base(sweep: SweepConfig, sweep_file: Path) -> Path:
     """The base config path: relative to the sweep file's folder when it exists there, else as given."""
     beside = sweep_file.parent / sweep.base
     return beside if not sweep.base.is_absolute() and beside.is_file() else sweep.base
+
+
+def sweep_folder(sweep: SweepConfig) -> Path | str:
+    """<output>/<id>: a Path, or a URI under an s3:// output."""
+    from qa_engine.data.location import join
+
+    return join(sweep.output, sweep.id)
 
 
 def params_columns(params: dict[str, Any]) -> dict[str, Any]:

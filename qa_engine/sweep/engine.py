@@ -23,6 +23,7 @@ the test windows' equity, stitched, is the walk-forward equity.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -179,25 +180,48 @@ def _sample(space, rng: random.Random) -> Any:
 
 
 class ResultStore:
-    """`results/<key>.parquet`, one row each; the folder is the sweep's results table."""
+    """`results/<key>.parquet`, one row each; the folder is the sweep's results table. The sweep folder is
+    local, or an `s3://bucket/prefix` URI (workers elsewhere, results beside an S3 catalog): there each file
+    is one PUT, which an object store applies whole or not at all, so no partial file is ever listed."""
 
-    def __init__(self, sweep_dir: Path) -> None:
-        self.folder = sweep_dir / RESULTS_DIR
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, sweep_dir: Path | str) -> None:
+        from qa_engine.data.location import filesystem
+        from qa_engine.data.location import is_remote
+
+        self.remote = is_remote(str(sweep_dir))
+        if self.remote:
+            self.fs, root = filesystem(str(sweep_dir))
+            self.folder: Path | str = f"{root.rstrip('/')}/{RESULTS_DIR}"
+        else:
+            self.folder = Path(sweep_dir) / RESULTS_DIR
+            self.folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, row: dict[str, Any]) -> None:
         """One row, every file the same columns (so `pl.read_parquet("results/*.parquet")` reads them)."""
         row = {name: row.get(name) for name in _ROW_SCHEMA}
         frame = pl.DataFrame([row], schema=_ROW_SCHEMA, strict=False)
+        if self.remote:
+            buffer = io.BytesIO()
+            frame.write_parquet(buffer)
+            with self.fs.open(f"{self.folder}/{row['key']}.parquet", "wb") as handle:
+                handle.write(buffer.getvalue())
+            return
         partial = self.folder / f".{row['key']}.parquet.partial"
         frame.write_parquet(partial)
         os.replace(partial, self.folder / f"{row['key']}.parquet")
 
     def read(self) -> pl.DataFrame:
-        files = sorted(self.folder.glob("*.parquet"))
-        if not files:
+        if self.remote:
+            files = sorted(self.fs.glob(f"{self.folder}/*.parquet"))
+            frames = []
+            for file in files:
+                with self.fs.open(file, "rb") as handle:
+                    frames.append(pl.read_parquet(io.BytesIO(handle.read())))
+        else:
+            frames = [pl.read_parquet(f) for f in sorted(self.folder.glob("*.parquet"))]
+        if not frames:
             return pl.DataFrame(schema=_ROW_SCHEMA)
-        return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+        return pl.concat(frames, how="vertical_relaxed")
 
     def finished(self, retry_failed: bool = False) -> set[str]:
         frame = self.read()
@@ -365,7 +389,7 @@ class Progress:
 
 def run_sweep(
     plan: SweepPlan,
-    sweep_dir: Path,
+    sweep_dir: Path | str,
     *,
     address: str | None = None,
     workers: int | None = None,

@@ -292,3 +292,58 @@ def test_an_unreachable_object_store_is_a_data_error_naming_the_catalog(s3_env, 
     ) as error:
         check_catalog(config)
     assert "AWS_ENDPOINT_URL" in str(error.value) and SECRET_KEY not in str(error.value)
+
+
+@pytest.mark.timeout(600)
+def test_sweep_results_on_s3_stream_there_and_a_rerun_resumes_from_them(s3_catalog, tmp_path):
+    """The sweep folder itself on S3 (workers elsewhere write where the driver reads): one object per
+    finished backtest; a second run finds them and runs nothing; the CLI uploads report.html and
+    statistics.json beside them."""
+    out = f"s3://{BUCKET}/sweeps/s3-test"
+    first = _sweep(s3_catalog, out)
+    fs = _s3()
+    objects = {
+        path: fs.info(path)["LastModified"] for path in fs.glob(f"{BUCKET}/sweeps/s3-test/results/*.parquet")
+    }
+    assert len(objects) == 4
+    assert _sweep(s3_catalog, out) == first
+    fs.invalidate_cache()
+    again = {
+        path: fs.info(path)["LastModified"] for path in fs.glob(f"{BUCKET}/sweeps/s3-test/results/*.parquet")
+    }
+    assert again == objects, "a finished backtest ran again"
+
+    sweep_toml = tmp_path / "sweep.toml"
+    sweep_toml.write_text(
+        "\n".join(
+            [
+                'id = "s3-test"',
+                f'base = "{DEFAULT_CONFIG}"',
+                f'set = ["data.catalog={s3_catalog}", "data.end=2025-01-03T00:00:00Z"]',
+                "[search]",
+                'method = "grid"',
+                "[[search.params]]",
+                'path = "strategies.0.params.fast_ema_period"',
+                'name = "fast"',
+                "values = [6, 12]",
+                "[[search.params]]",
+                'path = "strategies.0.params.slow_ema_period"',
+                'name = "slow"',
+                "values = [26, 40]",
+            ]
+        )
+        + "\n"
+    )
+    command = [sys.executable, "-m", "qa_engine.cli.main", "sweep", "--config", str(sweep_toml), "--out", out,
+               "--workers", "1"]  # fmt: skip
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "4 backtests (0 failed)" in run.stdout
+    fs.invalidate_cache()
+    assert fs.exists(f"{BUCKET}/sweeps/s3-test/report.html") and fs.exists(
+        f"{BUCKET}/sweeps/s3-test/statistics.json"
+    )
+    final = {
+        path: fs.info(path)["LastModified"] for path in fs.glob(f"{BUCKET}/sweeps/s3-test/results/*.parquet")
+    }
+    assert final == objects
