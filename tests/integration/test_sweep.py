@@ -122,6 +122,13 @@ def test_a_sweep_on_a_ray_cluster_by_address_equals_the_process_pool(ray_cluster
     assert ok.height == 5 and all(len(days) == 4 for days in ok["days"].to_list())  # open + 3 closes
     assert len(set(ok["pid"].to_list())) >= 1 and (tmp_path / "ray" / "report.html").exists()
 
+    # `--address auto` finds the running cluster (Ray's address file); everything is finished: nothing runs
+    auto = [*command[:-4], "--address", "auto", "--out", str(tmp_path / "ray")]
+    again = subprocess.run(auto, cwd=REPO_ROOT, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "6 backtests (1 failed)" in again.stdout
+    assert "Connecting to existing Ray cluster" in again.stderr + again.stdout
+
     pool = PoolExecutor(workers=2)
     try:
         local = run_sweep(plan_of(sweep), tmp_path / "pool", executor=pool)
