@@ -9,101 +9,16 @@ exactly like the streaming engine, which resets at a gap.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 import polars as pl
 
 from qa_engine.errors import DataError
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.registry import kind_of
 from qa_engine.features.spec import FeatureSet
 from qa_engine.features.spec import available_inputs
 
 BASE_COLUMNS = ("open", "high", "low", "close", "volume")
-ONE_THIRD = 1.0 / 3.0
-
-
-class BatchContext:
-    """One contiguous segment of bars, plus memoised shared intermediates (polars expressions)."""
-
-    def __init__(self, frame: pl.DataFrame) -> None:
-        self.frame = frame
-        self.length = frame.height
-        self._memo: dict[tuple, Any] = {}
-        self._arrays: dict[str, np.ndarray] = {}
-        # Shared intermediate expressions become named columns, computed once, in stages: an
-        # intermediate's stage is one more than the latest stage of the intermediates it reads.
-        self.stages: list[dict[str, pl.Expr]] = []
-        self._stage_of: dict[str, int] = {}
-
-    def memo(self, key: tuple, build: Callable[[], Any]) -> Any:
-        if key not in self._memo:
-            value = build()
-            if isinstance(value, pl.Expr):
-                value = self._materialise(value)
-            self._memo[key] = value
-        return self._memo[key]
-
-    def _materialise(self, expression: pl.Expr) -> pl.Expr:
-        name = f"__intermediate_{len(self._stage_of)}"
-        stage = 1 + max((self._stage_of.get(root, -1) for root in expression.meta.root_names()), default=-1)
-        while len(self.stages) <= stage:
-            self.stages.append({})
-        self.stages[stage][name] = expression.alias(name)
-        self._stage_of[name] = stage
-        return pl.col(name)
-
-    def array(self, column: str) -> np.ndarray:
-        """A base column as a float64 numpy array (ts as int64 ns)."""
-        if column not in self._arrays:
-            series = self.frame.get_column(column)
-            dtype = np.int64 if column == "ts" else np.float64
-            self._arrays[column] = series.to_numpy().astype(dtype, copy=False)
-        return self._arrays[column]
-
-    # Shared intermediates. Every one is defined from the first bar (no nulls) where an EMA
-    # consumes it, so that batch and streaming seed their recursions on the same bar and value.
-
-    def col(self, name: str) -> pl.Expr:
-        return pl.col(name)
-
-    def previous_close(self) -> pl.Expr:
-        return self.memo(("previous_close",), lambda: pl.col("close").shift(1).fill_null(pl.col("close")))
-
-    def typical_price(self) -> pl.Expr:
-        # Multiplication by ONE_THIRD, never "/ 3.0": polars rewrites division by a literal into
-        # multiplication by its reciprocal, and the streaming twin must round identically.
-        return self.memo(("typical",), lambda: (pl.col("high") + pl.col("low") + pl.col("close")) * ONE_THIRD)
-
-    def log_return(self) -> pl.Expr:
-        return self.memo(("log_return",), lambda: (pl.col("close") / self.previous_close()).log())
-
-    def sma(self, source: pl.Expr, key: str, period_bars: int) -> pl.Expr:
-        return self.memo(("sma", key, period_bars), lambda: source.rolling_mean(period_bars))
-
-    def rolling_sum(self, source: pl.Expr, key: str, period_bars: int) -> pl.Expr:
-        return self.memo(("sum", key, period_bars), lambda: source.rolling_sum(period_bars))
-
-    def rolling_std(self, source: pl.Expr, key: str, period_bars: int) -> pl.Expr:
-        """Population standard deviation (ddof 0, the TA-Lib STDDEV / BBANDS convention)."""
-        return self.memo(("std", key, period_bars), lambda: source.rolling_std(period_bars, ddof=0))
-
-    def ema(self, source: pl.Expr, key: str, alpha: float) -> pl.Expr:
-        """y_0 = x_0, y_t = y_{t-1} + (x_t - y_{t-1}) alpha (polars ewm_mean, adjust=False)."""
-        return self.memo(("ema", key, alpha), lambda: source.ewm_mean(alpha=alpha, adjust=False))
-
-    def rolling_max(self, source: pl.Expr, key: str, period_bars: int) -> pl.Expr:
-        return self.memo(("max", key, period_bars), lambda: source.rolling_max(period_bars))
-
-    def rolling_min(self, source: pl.Expr, key: str, period_bars: int) -> pl.Expr:
-        return self.memo(("min", key, period_bars), lambda: source.rolling_min(period_bars))
-
-
-def ratio_or(
-    numerator: pl.Expr, denominator: pl.Expr, default: float, floor: pl.Expr | float = 0.0
-) -> pl.Expr:
-    """numerator / denominator where denominator > floor, else `default` (documented per feature)."""
-    return pl.when(denominator > floor).then(numerator / denominator).otherwise(pl.lit(default))
 
 
 def prepare_bars(bars: pl.DataFrame | pl.LazyFrame, interval_ns: int) -> pl.DataFrame:
@@ -166,8 +81,6 @@ def compute_features_batch(
     evaluates the expression kinds: both release the GIL, so the two cores work at once.
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from qa_engine.features.registry import kind_of
 
     frame = prepare_bars(bars, interval_ns)
     resolved = feature_set.resolve(available_inputs(frame.columns))

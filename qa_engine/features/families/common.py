@@ -11,18 +11,18 @@ import numpy as np
 import polars as pl
 
 from qa_engine.errors import ConfigError
-from qa_engine.features.batch import BatchContext
+from qa_engine.features.contexts import CLOSE
+from qa_engine.features.contexts import HIGH
+from qa_engine.features.contexts import LOW
+from qa_engine.features.contexts import OPEN
+from qa_engine.features.contexts import VOLUME
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
 from qa_engine.features.spec import Fallback
 from qa_engine.features.spec import FeatureSpec
 from qa_engine.features.spec import Input
 from qa_engine.features.spec import ParamValue
 from qa_engine.features.spec import params
-from qa_engine.features.streaming import CLOSE
-from qa_engine.features.streaming import HIGH
-from qa_engine.features.streaming import LOW
-from qa_engine.features.streaming import OPEN
-from qa_engine.features.streaming import VOLUME
-from qa_engine.features.streaming import StreamContext
 
 BatchFunction = Callable[[BatchContext, FeatureSpec], "pl.Expr | np.ndarray"]
 StreamFunction = Callable[[StreamContext, FeatureSpec], str]

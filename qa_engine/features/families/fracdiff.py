@@ -16,14 +16,14 @@ import polars as pl
 
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
-from qa_engine.features.batch import BatchContext
+from qa_engine.features.contexts import CLOSE
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
 from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import make_spec
 from qa_engine.features.kernels import ffd_weights
 from qa_engine.features.spec import FeatureSet
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.features.streaming import CLOSE
-from qa_engine.features.streaming import StreamContext
 
 DEFAULT_FFD_ORDER = 0.4  # used until `fit_feature_set` chooses d on a training range
 DEFAULT_FFD_THRESHOLD = 1e-4

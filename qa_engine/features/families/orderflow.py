@@ -15,15 +15,15 @@ import math
 import numpy as np
 import polars as pl
 
-from qa_engine.features.batch import BatchContext
+from qa_engine.features.contexts import TAKER_BUY_VOLUME
+from qa_engine.features.contexts import VOLUME
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
 from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import make_spec
 from qa_engine.features.families.common import positive_int
 from qa_engine.features.spec import Fallback
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.features.streaming import TAKER_BUY_VOLUME
-from qa_engine.features.streaming import VOLUME
-from qa_engine.features.streaming import StreamContext
 
 DEFAULT_SIGMA_BARS = 50
 

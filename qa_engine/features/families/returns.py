@@ -6,16 +6,16 @@ import math
 
 import polars as pl
 
-from qa_engine.features.batch import BatchContext
+from qa_engine.features.contexts import CLOSE
+from qa_engine.features.contexts import TS
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
 from qa_engine.features.families.common import SOURCE_VARIABLES
 from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import choice
 from qa_engine.features.families.common import make_spec
 from qa_engine.features.families.common import positive_int
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.features.streaming import CLOSE
-from qa_engine.features.streaming import TS
-from qa_engine.features.streaming import StreamContext
 
 DAY_NS = 86_400_000_000_000
 WEEK_NS = 7 * DAY_NS

@@ -15,8 +15,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from qa_engine.features.batch import BatchContext
-from qa_engine.features.batch import ratio_or
+from qa_engine.features.contexts import CLOSE
+from qa_engine.features.contexts import HIGH
+from qa_engine.features.contexts import LOW
+from qa_engine.features.contexts import OPEN
+from qa_engine.features.contexts import VOLUME
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
+from qa_engine.features.contexts import ratio_or
 from qa_engine.features.families.common import SOURCE_VARIABLES
 from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import choice
@@ -26,12 +32,6 @@ from qa_engine.features.families.common import positive_int
 from qa_engine.features.families.common import settle_bars
 from qa_engine.features.families.common import wilder_alpha
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.features.streaming import CLOSE
-from qa_engine.features.streaming import HIGH
-from qa_engine.features.streaming import LOW
-from qa_engine.features.streaming import OPEN
-from qa_engine.features.streaming import VOLUME
-from qa_engine.features.streaming import StreamContext
 
 # Bollinger %B / z-scores treat a window as flat when its max equals its min (exact test).
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from qa_engine.features.batch import ONE_THIRD
-from qa_engine.features.batch import BatchContext
+from qa_engine.features.contexts import BAR_INDEX
+from qa_engine.features.contexts import CLOSE
+from qa_engine.features.contexts import HIGH
+from qa_engine.features.contexts import LOW
+from qa_engine.features.contexts import ONE_THIRD
+from qa_engine.features.contexts import VOLUME
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
 from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import choice
 from qa_engine.features.families.common import make_spec
@@ -18,12 +24,6 @@ from qa_engine.features.families.common import positive_int
 from qa_engine.features.kernels import VolumeProfileStream
 from qa_engine.features.kernels import volume_profile_batch
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.features.streaming import BAR_INDEX
-from qa_engine.features.streaming import CLOSE
-from qa_engine.features.streaming import HIGH
-from qa_engine.features.streaming import LOW
-from qa_engine.features.streaming import VOLUME
-from qa_engine.features.streaming import StreamContext
 
 OUTPUTS = ("poc", "vah", "val", "poc_distance", "vah_distance", "val_distance")
 LEVELS = ("poc", "vah", "val")

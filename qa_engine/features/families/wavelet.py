@@ -13,7 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from qa_engine.features.batch import BatchContext
+from qa_engine.features.contexts import BAR_INDEX
+from qa_engine.features.contexts import CLOSE
+from qa_engine.features.contexts import BatchContext
+from qa_engine.features.contexts import StreamContext
 from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import choice
 from qa_engine.features.families.common import make_spec
@@ -22,9 +25,6 @@ from qa_engine.features.kernels import wavelet_denoise_last_batch
 from qa_engine.features.kernels import wavelet_operator
 from qa_engine.features.kernels import wavelet_step_function
 from qa_engine.features.spec import FeatureSpec
-from qa_engine.features.streaming import BAR_INDEX
-from qa_engine.features.streaming import CLOSE
-from qa_engine.features.streaming import StreamContext
 
 OUTPUTS = ("level", "deviation")
 CHUNK_ROWS = 2_048  # rows per vectorised block (measured best on the 2-core machine)
