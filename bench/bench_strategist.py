@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 from torch import nn
 
+from qa_engine.contract.policy_context import StrategistContext
 from qa_engine.features.sets import default_feature_set
 from qa_engine.models.decision_transformer import INPUT_NAMES
 from qa_engine.models.decision_transformer import DecisionTransformer
@@ -45,7 +46,6 @@ from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import onnx_session
 from qa_engine.models.strategist_training import export_strategist
-from qa_engine.models.trajectories import StrategistContext
 
 ROOT = Path(__file__).resolve().parents[1]
 KLINES = ROOT / "data" / "klines"  # see data/klines/PROVENANCE.md
