@@ -50,7 +50,7 @@ def guardian_table():
     from qa_engine.features.build import build_feature_table
     from qa_engine.features.io import interval_ns
     from qa_engine.features.io import load_kline_file
-    from qa_engine.models.guardian import guardian_feature_set
+    from qa_engine.models.guardian.train import guardian_feature_set
 
     bars = load_kline_file(KLINES, "5m")
     declared = guardian_feature_set()
@@ -98,10 +98,10 @@ def run_latency(runs: int, repeats: int) -> dict:
     from torch import nn
 
     from qa_engine.models.export import export_onnx
-    from qa_engine.models.guardian import ContrastiveVAE
-    from qa_engine.models.guardian import GuardianConfig
-    from qa_engine.models.guardian import GuardianInference
-    from qa_engine.models.guardian_regimes import fit_regimes
+    from qa_engine.models.guardian.network import ContrastiveVAE
+    from qa_engine.models.guardian.network import GuardianConfig
+    from qa_engine.models.guardian.network import GuardianInference
+    from qa_engine.models.guardian.regimes import fit_regimes
 
     config = GuardianConfig(n_features=20)
     network = ContrastiveVAE(config).eval()
@@ -141,9 +141,9 @@ def run_speed(epochs: int, runs: int) -> dict:
 
     from qa_engine.models.data import FoldConfig
     from qa_engine.models.export import export_onnx
-    from qa_engine.models.guardian import GuardianConfig
-    from qa_engine.models.guardian import export_guardian
-    from qa_engine.models.guardian import train_guardian
+    from qa_engine.models.guardian.network import GuardianConfig
+    from qa_engine.models.guardian.train import export_guardian
+    from qa_engine.models.guardian.train import train_guardian
     from qa_engine.models.training import TrainerConfig
 
     _, table, feature_set, declared = guardian_table()
@@ -227,13 +227,13 @@ def run_regimes(epochs: int, out: Path, windows_per_epoch: int = 16_384) -> dict
 
     from qa_engine.models.data import FoldConfig
     from qa_engine.models.data import iso
-    from qa_engine.models.guardian import GuardianConfig
-    from qa_engine.models.guardian import export_guardian
-    from qa_engine.models.guardian import segment_starts
-    from qa_engine.models.guardian import train_guardian
-    from qa_engine.models.guardian_stats import fold_stability
-    from qa_engine.models.guardian_stats import plot_regimes
-    from qa_engine.models.guardian_stats import regime_statistics
+    from qa_engine.models.guardian.network import GuardianConfig
+    from qa_engine.models.guardian.report import fold_stability
+    from qa_engine.models.guardian.report import plot_regimes
+    from qa_engine.models.guardian.report import regime_statistics
+    from qa_engine.models.guardian.train import export_guardian
+    from qa_engine.models.guardian.train import segment_starts
+    from qa_engine.models.guardian.train import train_guardian
     from qa_engine.models.training import TrainerConfig
 
     bars, table, feature_set, declared = guardian_table()

@@ -39,13 +39,13 @@ from torch import nn
 
 from qa_engine.contract.policy_context import StrategistContext
 from qa_engine.features.sets import default_feature_set
-from qa_engine.models.decision_transformer import INPUT_NAMES
-from qa_engine.models.decision_transformer import DecisionTransformer
-from qa_engine.models.decision_transformer import DecisionTransformerConfig
-from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import onnx_session
-from qa_engine.models.strategist_training import export_strategist
+from qa_engine.models.strategist.network import INPUT_NAMES
+from qa_engine.models.strategist.network import DecisionTransformer
+from qa_engine.models.strategist.network import DecisionTransformerConfig
+from qa_engine.models.strategist.network import count_parameters
+from qa_engine.models.strategist.train import export_strategist
 
 ROOT = Path(__file__).resolve().parents[1]
 KLINES = ROOT / "data" / "klines"  # see data/klines/PROVENANCE.md
@@ -158,7 +158,7 @@ def train_run(epochs: int, out: Path, threads: int) -> dict[str, object]:
     from qa_engine.features.io import load_kline_file
     from qa_engine.models.data import FoldConfig
     from qa_engine.models.data import to_ns
-    from qa_engine.models.strategist_training import train_strategist
+    from qa_engine.models.strategist.train import train_strategist
     from qa_engine.models.training import TrainerConfig
 
     path = KLINES / "bybit_linear_BTCUSDT_5m.parquet"

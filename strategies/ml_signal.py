@@ -13,7 +13,7 @@ last E warm feature rows (E = the largest window of the members; each member rea
 rows) and runs the members with onnxruntime (`qa_engine.inference.baseline`, no torch):
 
 - the class is the argmax of the probabilities, blended by `weights` for an ensemble (default 0.6
-  XGBoost + 0.4 LSTM, `qa_engine.models.baseline_signals`); with `require_agreement` the ensemble acts
+  XGBoost + 0.4 LSTM, `qa_engine.models.baselines.signals`); with `require_agreement` the ensemble acts
   on HOLD unless every member chose the same class;
 - BUY -> target +1, SELL -> -1; HOLD -> flat (`hold_policy = "flat_on_hold"`) or keep the position
   (`"hold_previous"`); STRONG_BUY / STRONG_SELL when the chosen probability is >= `strong_probability`

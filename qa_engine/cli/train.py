@@ -86,8 +86,8 @@ def oracle_command(
     from qa_engine.config.loader import dump_toml
     from qa_engine.config.loader import load_config
     from qa_engine.models import pipeline
-    from qa_engine.models.oracle import OracleTrainConfig
-    from qa_engine.models.oracle import ensure_device
+    from qa_engine.models.oracle.train import OracleTrainConfig
+    from qa_engine.models.oracle.train import ensure_device
 
     run_config = ensure_device(load_config(OracleTrainConfig, config, set_), device)
     if dry_run:
@@ -255,7 +255,7 @@ def _print_stage_rows(config_id: str, run_dir: Path, rows: list[tuple[str, str, 
     stdout_console.print(summary)
 
 
-# ---- baselines (XGBoost / LSTM / MLP classifiers; qa_engine.models.baseline_training) -------------
+# ---- baselines (XGBoost / LSTM / MLP classifiers; qa_engine.models.baselines.train) -------------
 
 
 @train_app.command("baselines")
@@ -278,14 +278,14 @@ def baselines_command(
     _resume_dir(out, resume)
     from qa_engine.config.loader import dump_toml
     from qa_engine.config.loader import load_config
-    from qa_engine.models.baseline_training import BaselinesTrainConfig
-    from qa_engine.models.baseline_training import ensure_device
+    from qa_engine.models.baselines.train import BaselinesTrainConfig
+    from qa_engine.models.baselines.train import ensure_device
 
     run_config = ensure_device(load_config(BaselinesTrainConfig, config, set_), device)
     if dry_run:
         typer.echo(dump_toml(run_config), nl=False)
         return
-    from qa_engine.models.baseline_training import train_baselines
+    from qa_engine.models.baselines.train import train_baselines
     from qa_engine.models.pipeline import CHECKPOINTS
 
     run_dir = out or default_run_dir(run_config.id)

@@ -3,10 +3,10 @@
 `GuardianSection` / `GuardianArtifactManifest` are what a guardian artifact's manifest.json holds
 besides the shared part; `RegimeConfig` (the rules), `RegimeModel` (ordered centroids, softmax
 temperature, risk scales) and `RegimeTracker` (the persistence filter) are what training
-(`qa_engine.models.guardian_regimes.fit_regimes`) writes into it and what trading
+(`qa_engine.models.guardian.regimes.fit_regimes`) writes into it and what trading
 (`qa_engine.inference.guardian.GuardianOnline`) reads back. The rules themselves (labels ordered by
 volatility, soft assignment, risk scales, persistence) are described in
-`qa_engine.models.guardian_regimes`.
+`qa_engine.models.guardian.regimes`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The action space (`action_positions`: evenly spaced target positions in [-1, 1])
 transform (`StateTransform`, `state_transform_for`: price-denominated features made scale-free with the
 same bar's close; the manifest's `strategist.state_transform` records the kind of every column), and
 `StrategistContext`, the last K (return-to-go, state, action, timestep) steps with the reward
-accounting that training's rollouts (`qa_engine.models.trajectories.rollout`) and trading
+accounting that training's rollouts (`qa_engine.models.strategist.trajectories.rollout`) and trading
 (`qa_engine.inference.strategist.StrategistPolicy`) both run. The Timing contract is the one of
 qa_engine/models/README.md, section "Strategist": r_{t-1} = position held over bar t * ln(close_t /
 close_{t-1}) - taker_fee_rate * |change of position made at t-1|; the return-to-go restarts at the

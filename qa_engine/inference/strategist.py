@@ -3,7 +3,8 @@
 `StrategistPolicy` loads a strategist artifact folder (model.onnx + manifest.json) with the same checks
 as `load_artifact` (model sha256, graph inputs/outputs vs the manifest, the fitted feature set's hash,
 the bar interval) and runs the policy bar by bar exactly as training's rollout does
-(`qa_engine.models.trajectories.rollout`, used by `strategist_training.evaluate_out_of_sample`):
+(`qa_engine.models.strategist.trajectories.rollout`, used by
+`qa_engine.models.strategist.train.evaluate_out_of_sample`):
 
     per bar t, at its close:
       ready = policy.observe(raw_feature_row, close, ts_ns)   # s_t = scaler(StateTransform(row, close))
@@ -43,7 +44,7 @@ from qa_engine.inference.artifact import Artifact
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.scaling import FeatureScaler
 
-# The graph's inputs in order and its output (qa_engine.models.decision_transformer.INPUT_NAMES /
+# The graph's inputs in order and its output (qa_engine.models.strategist.network.INPUT_NAMES /
 # OUTPUT_NAME; that module imports torch, so the names are repeated here and checked at load).
 INPUT_NAMES = ("returns_to_go", "states", "actions", "timesteps")
 OUTPUT_NAME = "action_logits"

@@ -104,8 +104,8 @@ def run_guardian_stage(
     config_path: Path, overrides: list[str], run_dir: Path, device: str | None, resume: bool
 ) -> StageResult:
     from qa_engine.config.loader import load_config
-    from qa_engine.models.guardian import GuardianTrainConfig
-    from qa_engine.models.guardian import train_guardian_from_config
+    from qa_engine.models.guardian.train import GuardianTrainConfig
+    from qa_engine.models.guardian.train import train_guardian_from_config
 
     config = with_device(load_config(GuardianTrainConfig, config_path, overrides), device)
     _write_config(config, run_dir)
@@ -130,8 +130,8 @@ def run_oracle_stage(
     config_path: Path, overrides: list[str], run_dir: Path, device: str | None, resume: bool
 ) -> StageResult:
     from qa_engine.config.loader import load_config
-    from qa_engine.models.oracle import OracleTrainConfig
-    from qa_engine.models.oracle import train_oracle
+    from qa_engine.models.oracle.train import OracleTrainConfig
+    from qa_engine.models.oracle.train import train_oracle
 
     config = with_device(load_config(OracleTrainConfig, config_path, overrides), device)
     _write_config(config, run_dir)
@@ -157,9 +157,9 @@ def run_strategist_stage(
     config_path: Path, overrides: list[str], run_dir: Path, device: str | None, resume: bool
 ) -> StageResult:
     from qa_engine.config.loader import load_config
-    from qa_engine.models.strategist_training import StrategistTrainConfig
-    from qa_engine.models.strategist_training import train_strategist_from_config
-    from qa_engine.models.strategist_training import write_strategist_report
+    from qa_engine.models.strategist.train import StrategistTrainConfig
+    from qa_engine.models.strategist.train import train_strategist_from_config
+    from qa_engine.models.strategist.train import write_strategist_report
 
     began = time.perf_counter()
     config = with_device(load_config(StrategistTrainConfig, config_path, overrides), device)
@@ -206,9 +206,9 @@ STAGES: dict[str, StageRunner | None] = {
     "evaluation": run_evaluation_stage,
 }
 STAGE_CONFIG_TYPES: dict[str, str] = {
-    "guardian": "qa_engine.models.guardian:GuardianTrainConfig",
-    "oracle": "qa_engine.models.oracle:OracleTrainConfig",
-    "strategist": "qa_engine.models.strategist_training:StrategistTrainConfig",
+    "guardian": "qa_engine.models.guardian.train:GuardianTrainConfig",
+    "oracle": "qa_engine.models.oracle.train:OracleTrainConfig",
+    "strategist": "qa_engine.models.strategist.train:StrategistTrainConfig",
     "evaluation": "qa_engine.models.trinity_evaluation:EvaluationConfig",
 }
 

@@ -51,11 +51,11 @@ from qa_engine.logging import get_logger
 from qa_engine.models.data import BarSourceConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import to_ns
-from qa_engine.models.guardian_stats import jsonable
-from qa_engine.models.trajectories import Behaviour
-from qa_engine.models.trajectories import behaviour_uniforms
-from qa_engine.models.trajectories import gap_free_segments
-from qa_engine.models.trajectories import rollout
+from qa_engine.models.guardian.report import jsonable
+from qa_engine.models.strategist.trajectories import Behaviour
+from qa_engine.models.strategist.trajectories import behaviour_uniforms
+from qa_engine.models.strategist.trajectories import gap_free_segments
+from qa_engine.models.strategist.trajectories import rollout
 
 log = get_logger("qa_engine.models.trinity_evaluation")
 STAGE_FOLDERS = ("guardian", "oracle", "strategist")
@@ -342,8 +342,8 @@ def evaluate_guardian(
 ) -> tuple[dict[str, Any], pl.DataFrame]:
     """Regimes (after persistence, as traded) of every test bar with a full window, and their statistics."""
     from qa_engine.inference.runner import OnnxRunner
-    from qa_engine.models.guardian_regimes import apply_persistence
-    from qa_engine.models.guardian_stats import regime_statistics
+    from qa_engine.models.guardian.regimes import apply_persistence
+    from qa_engine.models.guardian.report import regime_statistics
 
     manifest = artifact.manifest
     section = manifest.guardian  # type: ignore[attr-defined]
@@ -394,7 +394,7 @@ def guardian_stage_facts(folder: Path, fold: str) -> dict[str, Any]:
 
 def behaviours_by_name(names: list[str]) -> list[tuple[int, Behaviour]]:
     """The training behaviours (index, behaviour) among the registered defaults, by name."""
-    from qa_engine.models.trajectories import DEFAULT_BEHAVIOURS
+    from qa_engine.models.strategist.trajectories import DEFAULT_BEHAVIOURS
 
     known = {behaviour.name: (index, behaviour) for index, behaviour in enumerate(DEFAULT_BEHAVIOURS)}
     return [known[name] for name in names if name in known]
@@ -654,8 +654,8 @@ def plot_equity(strategist: dict[str, Any], path: Path, title: str) -> Path:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    from qa_engine.models.guardian_stats import regime_table
-    from qa_engine.models.guardian_stats import stability_lines
+    from qa_engine.models.guardian.report import regime_table
+    from qa_engine.models.guardian.report import stability_lines
 
     start, end = report["test_range"]
     lines = [
@@ -851,7 +851,7 @@ def evaluate_trinity(config: EvaluationConfig, run_dir: Path) -> dict[str, Any]:
     from qa_engine.features.io import interval_ns
     from qa_engine.models.data import load_source_bars
     from qa_engine.models.evaluation import write_plots
-    from qa_engine.models.guardian_stats import plot_regimes
+    from qa_engine.models.guardian.report import plot_regimes
 
     began = time.perf_counter()
     artifacts = load_artifacts(config)

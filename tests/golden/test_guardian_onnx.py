@@ -49,12 +49,12 @@ def test_default_size_guardian_torch_and_onnxruntime_agree_within_1e_5(tmp_path:
     torch = pytest.importorskip("torch")
     from qa_engine.models.export import export_onnx
     from qa_engine.models.export import parity_max_abs_diff
-    from qa_engine.models.guardian import ContrastiveVAE
-    from qa_engine.models.guardian import GuardianConfig
-    from qa_engine.models.guardian import GuardianInference
-    from qa_engine.models.guardian import encode_windows
-    from qa_engine.models.guardian import gather_windows
-    from qa_engine.models.guardian_regimes import fit_regimes
+    from qa_engine.models.guardian.network import ContrastiveVAE
+    from qa_engine.models.guardian.network import GuardianConfig
+    from qa_engine.models.guardian.network import GuardianInference
+    from qa_engine.models.guardian.regimes import fit_regimes
+    from qa_engine.models.guardian.train import encode_windows
+    from qa_engine.models.guardian.train import gather_windows
 
     _, raw = real_guardian_features("2025-06-01T00:00:00", 1_500)
     names = guardian_feature_set().names

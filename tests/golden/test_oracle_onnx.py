@@ -35,9 +35,9 @@ def test_default_size_tft_torch_and_onnxruntime_agree_within_1e_5(tmp_path: Path
     torch = pytest.importorskip("torch")
     from qa_engine.models.export import export_onnx
     from qa_engine.models.export import parity_max_abs_diff
-    from qa_engine.models.tft import ForecastShape
-    from qa_engine.models.tft import TemporalFusionTransformer
-    from qa_engine.models.tft import TFTConfig
+    from qa_engine.models.oracle.network import ForecastShape
+    from qa_engine.models.oracle.network import TemporalFusionTransformer
+    from qa_engine.models.oracle.network import TFTConfig
 
     feature_set = default_feature_set()
     arrays, resolved = series_arrays(bars_from("2025-06-01T00:00:00", 1_200), feature_set, 12, STEP_NS)

@@ -38,11 +38,11 @@ REPLAYED_BARS = 288  # one episode
 def test_default_size_strategist_torch_and_onnxruntime_agree_within_1e_5(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from qa_engine.contract.policy_context import state_transform_for
-    from qa_engine.models.decision_transformer import DecisionTransformer
-    from qa_engine.models.decision_transformer import DecisionTransformerConfig
-    from qa_engine.models.decision_transformer import DecisionTransformerPolicy
     from qa_engine.models.export import parity_max_abs_diff
-    from qa_engine.models.strategist_training import export_strategist
+    from qa_engine.models.strategist.network import DecisionTransformer
+    from qa_engine.models.strategist.network import DecisionTransformerConfig
+    from qa_engine.models.strategist.network import DecisionTransformerPolicy
+    from qa_engine.models.strategist.train import export_strategist
 
     bars = bars_from("2025-06-01T00:00:00", 1_500)
     table = build_feature_table(bars, default_feature_set(), STEP_NS)

@@ -28,7 +28,7 @@ from qa_engine.inference.artifact import feature_set_from_canonical
 from qa_engine.inference.baseline import BaselineClassifier
 from qa_engine.inference.baseline import BaselineSignal
 from qa_engine.inference.baseline import load_baseline_artifact
-from qa_engine.models.baseline_signals import positions_from_classes
+from qa_engine.models.baselines.signals import positions_from_classes
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Signal
 from qa_engine.signals import pack

@@ -26,14 +26,14 @@ from qa_engine.features.families.technical import bollinger_spec
 from qa_engine.features.families.technical import sma_spec
 from qa_engine.features.families.technical import williams_r_spec
 from qa_engine.features.spec import FeatureSet
-from qa_engine.models.strategist_training import StrategistWindows
-from qa_engine.models.trajectories import DEFAULT_BEHAVIOURS
-from qa_engine.models.trajectories import TrajectoryConfig
-from qa_engine.models.trajectories import TrajectorySet
-from qa_engine.models.trajectories import behaviour_uniforms
-from qa_engine.models.trajectories import build_trajectories
-from qa_engine.models.trajectories import gap_free_segments
-from qa_engine.models.trajectories import step_rewards
+from qa_engine.models.strategist.train import StrategistWindows
+from qa_engine.models.strategist.trajectories import DEFAULT_BEHAVIOURS
+from qa_engine.models.strategist.trajectories import TrajectoryConfig
+from qa_engine.models.strategist.trajectories import TrajectorySet
+from qa_engine.models.strategist.trajectories import behaviour_uniforms
+from qa_engine.models.strategist.trajectories import build_trajectories
+from qa_engine.models.strategist.trajectories import gap_free_segments
+from qa_engine.models.strategist.trajectories import step_rewards
 
 STEP_NS = 300_000_000_000
 START_NS = 1_735_689_600_000_000_000  # 2025-01-01

@@ -46,8 +46,8 @@ def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from qa_engine.features.build import build_feature_table
     from qa_engine.features.sets import guardian_feature_set
     from qa_engine.models.data import FoldConfig
-    from qa_engine.models.guardian import export_guardian
-    from qa_engine.models.guardian import train_guardian
+    from qa_engine.models.guardian.train import export_guardian
+    from qa_engine.models.guardian.train import train_guardian
     from tests.factories import research_klines
     from tests.unit.models.guardian_data import TINY
     from tests.unit.models.guardian_data import TINY_TRAINER

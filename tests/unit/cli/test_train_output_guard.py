@@ -35,7 +35,7 @@ class Reached(Exception):
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """Every training entry point the train commands call, replaced by a recording stub that raises."""
-    from qa_engine.models import baseline_training
+    from qa_engine.models.baselines import train as baseline_training
 
     seen: list[tuple[str, dict[str, Any]]] = []
 

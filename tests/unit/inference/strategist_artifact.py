@@ -31,7 +31,7 @@ EPISODE_BARS = 64
 
 
 def strategist_train_config():
-    from qa_engine.models.strategist_training import StrategistTrainConfig
+    from qa_engine.models.strategist.train import StrategistTrainConfig
 
     klines = research_klines("bybit_linear_BTCUSDT_5m")
     return StrategistTrainConfig.model_validate(
@@ -62,7 +62,7 @@ def strategist_train_config():
 def tiny_strategist_run() -> Path:
     """The run folder (artifact/, out_of_sample.json, ...) of the tiny Strategist; trained on first use."""
     torch = pytest.importorskip("torch")
-    from qa_engine.models.strategist_training import train_strategist_from_config
+    from qa_engine.models.strategist.train import train_strategist_from_config
 
     run_dir = Path(tempfile.mkdtemp(prefix="qa-tiny-strategist-"))
     atexit.register(shutil.rmtree, run_dir, True)

@@ -106,7 +106,7 @@ def test_runner_actions_and_probabilities_equal_trajectories_rollout_bar_by_bar(
     from qa_engine.contract.policy_context import StateTransform
     from qa_engine.contract.policy_context import StrategistContext
     from qa_engine.models.export import onnx_session
-    from qa_engine.models.trajectories import rollout
+    from qa_engine.models.strategist.trajectories import rollout
 
     ts, closes, raw, _ = held_out_rows()
     policy = StrategistPolicy(tiny_strategist_artifact())
@@ -222,7 +222,7 @@ def test_runner_reproduces_the_committed_strategist_out_of_sample_rollouts(label
     from qa_engine.features.sets import get_feature_set
     from qa_engine.models.data import load_source_bars
     from qa_engine.models.data import to_ns
-    from qa_engine.models.strategist_training import StrategistTrainConfig
+    from qa_engine.models.strategist.train import StrategistTrainConfig
 
     folder = repo_root / "artifacts" / "strategist"
     config = load_config(StrategistTrainConfig, folder / "config.toml")

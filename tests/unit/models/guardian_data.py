@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qa_engine.contract.guardian import RegimeConfig
-from qa_engine.models.guardian import GuardianConfig
+from qa_engine.models.guardian.network import GuardianConfig
 from qa_engine.models.training import TrainerConfig
 
 TINY = GuardianConfig(

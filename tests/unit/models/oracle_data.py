@@ -90,9 +90,9 @@ def tiny_model(data: FoldData, seed: int = 0, **config):
     """A small TFT sized from the fold's metadata (imports torch lazily)."""
     import torch
 
-    from qa_engine.models.tft import ForecastShape
-    from qa_engine.models.tft import TemporalFusionTransformer
-    from qa_engine.models.tft import TFTConfig
+    from qa_engine.models.oracle.network import ForecastShape
+    from qa_engine.models.oracle.network import TemporalFusionTransformer
+    from qa_engine.models.oracle.network import TFTConfig
 
     torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on the 2-core box
     torch.manual_seed(seed)

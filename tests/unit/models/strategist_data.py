@@ -14,9 +14,9 @@ from qa_engine.features.build import FeatureTable
 from qa_engine.features.build import build_feature_table
 from qa_engine.features.io import interval_ns
 from qa_engine.features.sets import default_feature_set
-from qa_engine.models.trajectories import TrajectoryConfig
-from qa_engine.models.trajectories import TrajectorySet
-from qa_engine.models.trajectories import build_trajectories
+from qa_engine.models.strategist.trajectories import TrajectoryConfig
+from qa_engine.models.strategist.trajectories import TrajectorySet
+from qa_engine.models.strategist.trajectories import build_trajectories
 from tests import factories
 from tests.factories import research_klines
 

@@ -23,9 +23,9 @@ from qa_engine.inference.artifact import feature_set_from_canonical  # noqa: E40
 from qa_engine.inference.artifact import load_artifact  # noqa: E402
 from qa_engine.inference.runner import OnnxRunner  # noqa: E402
 from qa_engine.models.data import series_arrays  # noqa: E402
-from qa_engine.models.oracle import OracleTrainConfig  # noqa: E402
-from qa_engine.models.oracle import export_oracle  # noqa: E402
-from qa_engine.models.oracle import oracle_manifest  # noqa: E402
+from qa_engine.models.oracle.train import OracleTrainConfig  # noqa: E402
+from qa_engine.models.oracle.train import export_oracle  # noqa: E402
+from qa_engine.models.oracle.train import oracle_manifest  # noqa: E402
 from tests.unit.models.oracle_data import STEP_NS  # noqa: E402
 from tests.unit.models.oracle_data import bars_from  # noqa: E402
 from tests.unit.models.oracle_data import small_feature_set  # noqa: E402

@@ -1,4 +1,4 @@
-"""qa_engine.models.baseline_report: the baselines' report.md tables, report.json and equity_test.png,
+"""qa_engine.models.baselines.report: the baselines' report.md tables, report.json and equity_test.png,
 from a small hand-made report whose every number can be checked by hand (torch-free)."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from qa_engine.models.baseline_evaluation import BacktestCurve
-from qa_engine.models.baseline_report import _every_4_hours
-from qa_engine.models.baseline_report import _fmt
-from qa_engine.models.baseline_report import _pct
-from qa_engine.models.baseline_report import _rounded
-from qa_engine.models.baseline_report import render_markdown
-from qa_engine.models.baseline_report import write_baseline_report
+from qa_engine.models.baselines.evaluate import BacktestCurve
+from qa_engine.models.baselines.report import _every_4_hours
+from qa_engine.models.baselines.report import _fmt
+from qa_engine.models.baselines.report import _pct
+from qa_engine.models.baselines.report import _rounded
+from qa_engine.models.baselines.report import render_markdown
+from qa_engine.models.baselines.report import write_baseline_report
 from qa_engine.models.data import WalkForwardRunConfig
 
 STEP_NS = 300_000_000_000  # 5m

@@ -31,23 +31,23 @@ from qa_engine.features.io import load_kline_file
 from qa_engine.features.sets import default_feature_set
 from qa_engine.features.spec import FeatureSet
 from qa_engine.inference.scaling import fit_feature_scaler
-from qa_engine.models.baseline_evaluation import backtest_metrics
-from qa_engine.models.baseline_evaluation import classification_metrics
-from qa_engine.models.baseline_evaluation import directional_accuracy
-from qa_engine.models.baseline_evaluation import vectorised_backtest
-from qa_engine.models.baseline_signals import class_prior_forecast
-from qa_engine.models.baseline_signals import persistence_forecast
-from qa_engine.models.baseline_signals import positions_from_classes
-from qa_engine.models.baseline_signals import zero_return_forecast
-from qa_engine.models.baselines import ClassifierShape
-from qa_engine.models.baselines import LSTMClassifier
-from qa_engine.models.baselines import LSTMClassifierConfig
-from qa_engine.models.baselines import MLPClassifier
-from qa_engine.models.baselines import MLPClassifierConfig
-from qa_engine.models.baselines import ProbabilityHead
-from qa_engine.models.baselines import XGBoostConfig
-from qa_engine.models.baselines import export_classifier_onnx
-from qa_engine.models.baselines import weighted_cross_entropy
+from qa_engine.models.baselines.evaluate import backtest_metrics
+from qa_engine.models.baselines.evaluate import classification_metrics
+from qa_engine.models.baselines.evaluate import directional_accuracy
+from qa_engine.models.baselines.evaluate import vectorised_backtest
+from qa_engine.models.baselines.network import ClassifierShape
+from qa_engine.models.baselines.network import LSTMClassifier
+from qa_engine.models.baselines.network import LSTMClassifierConfig
+from qa_engine.models.baselines.network import MLPClassifier
+from qa_engine.models.baselines.network import MLPClassifierConfig
+from qa_engine.models.baselines.network import ProbabilityHead
+from qa_engine.models.baselines.network import XGBoostConfig
+from qa_engine.models.baselines.network import export_classifier_onnx
+from qa_engine.models.baselines.network import weighted_cross_entropy
+from qa_engine.models.baselines.signals import class_prior_forecast
+from qa_engine.models.baselines.signals import persistence_forecast
+from qa_engine.models.baselines.signals import positions_from_classes
+from qa_engine.models.baselines.signals import zero_return_forecast
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
 from tests.factories import research_klines
@@ -211,10 +211,10 @@ def test_torch_classifier_onnx_parity_on_real_windows(family, tmp_path):
 def test_xgboost_onnx_parity_on_real_features(tmp_path):
     pytest.importorskip("xgboost")
     pytest.importorskip("onnxmltools")
-    from qa_engine.models.baselines import export_xgboost_onnx
-    from qa_engine.models.baselines import load_xgboost_fit
-    from qa_engine.models.baselines import save_xgboost_fit
-    from qa_engine.models.baselines import train_xgboost
+    from qa_engine.models.baselines.network import export_xgboost_onnx
+    from qa_engine.models.baselines.network import load_xgboost_fit
+    from qa_engine.models.baselines.network import save_xgboost_fit
+    from qa_engine.models.baselines.network import train_xgboost
 
     windows, classes = real_windows(400)
     rows = windows[:, -1, :]  # (N, F): the features at t
@@ -321,10 +321,10 @@ def test_tiny_fold_end_to_end_artifacts_load_and_match(tmp_path):
     from qa_engine.inference.baseline import BaselineClassifier
     from qa_engine.inference.baseline import BaselineEnsemble
     from qa_engine.inference.baseline import load_baseline_artifact
-    from qa_engine.models.baseline_training import BaselinesTrainConfig
-    from qa_engine.models.baseline_training import evaluate
-    from qa_engine.models.baseline_training import export_fold_models
-    from qa_engine.models.baseline_training import train_fold
+    from qa_engine.models.baselines.train import BaselinesTrainConfig
+    from qa_engine.models.baselines.train import evaluate
+    from qa_engine.models.baselines.train import export_fold_models
+    from qa_engine.models.baselines.train import train_fold
     from qa_engine.models.data import build_fold
     from qa_engine.models.data import iso
 

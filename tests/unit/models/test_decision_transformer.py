@@ -13,19 +13,19 @@ import pytest
 import torch
 
 from qa_engine.models.data import FoldConfig
-from qa_engine.models.decision_transformer import DecisionTransformer
-from qa_engine.models.decision_transformer import DecisionTransformerConfig
-from qa_engine.models.decision_transformer import DecisionTransformerPolicy
-from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
-from qa_engine.models.strategist_training import StrategistTrainConfig
-from qa_engine.models.strategist_training import StrategistWindows
-from qa_engine.models.strategist_training import export_strategist
-from qa_engine.models.strategist_training import strategist_loss
-from qa_engine.models.strategist_training import train_strategist
-from qa_engine.models.strategist_training import train_strategist_from_config
-from qa_engine.models.trajectories import TrajectoryConfig
+from qa_engine.models.strategist.network import DecisionTransformer
+from qa_engine.models.strategist.network import DecisionTransformerConfig
+from qa_engine.models.strategist.network import DecisionTransformerPolicy
+from qa_engine.models.strategist.network import count_parameters
+from qa_engine.models.strategist.train import StrategistTrainConfig
+from qa_engine.models.strategist.train import StrategistWindows
+from qa_engine.models.strategist.train import export_strategist
+from qa_engine.models.strategist.train import strategist_loss
+from qa_engine.models.strategist.train import train_strategist
+from qa_engine.models.strategist.train import train_strategist_from_config
+from qa_engine.models.strategist.trajectories import TrajectoryConfig
 from tests.unit.models.strategist_data import BYBIT_BTC_5M
 from tests.unit.models.strategist_data import STEP_NS
 from tests.unit.models.strategist_data import real_features

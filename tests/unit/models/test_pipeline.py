@@ -255,7 +255,7 @@ def test_a_failing_stage_names_itself_and_stops_the_pipeline(tmp_path: Path, cap
         '[{name = "h", train_start = 2024-06-01T00:00:00Z, validation_start = 2024-06-08T00:00:00Z, '
         "test_start = 2024-06-10T00:00:00Z, test_end = 2024-06-12T00:00:00Z}]"
     )
-    from qa_engine.models.strategist_training import StrategistTrainConfig
+    from qa_engine.models.strategist.train import StrategistTrainConfig
 
     broken = load_config(StrategistTrainConfig, configs / "strategist.toml", [f"data.folds={hole}", "fold=h"])
     (configs / "strategist.toml").write_text(dump_toml(broken))

@@ -7,11 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from qa_engine.models.tft import ForecastShape  # noqa: E402
-from qa_engine.models.tft import InterpretableMultiHeadAttention  # noqa: E402
-from qa_engine.models.tft import TemporalFusionTransformer  # noqa: E402
-from qa_engine.models.tft import TFTConfig  # noqa: E402
-from qa_engine.models.tft import quantile_loss  # noqa: E402
+from qa_engine.models.oracle.network import ForecastShape  # noqa: E402
+from qa_engine.models.oracle.network import InterpretableMultiHeadAttention  # noqa: E402
+from qa_engine.models.oracle.network import TemporalFusionTransformer  # noqa: E402
+from qa_engine.models.oracle.network import TFTConfig  # noqa: E402
+from qa_engine.models.oracle.network import quantile_loss  # noqa: E402
 from tests.unit.models.oracle_data import real_windows  # noqa: E402
 from tests.unit.models.oracle_data import tiny_fold  # noqa: E402
 from tests.unit.models.oracle_data import tiny_model  # noqa: E402

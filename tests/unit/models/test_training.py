@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from qa_engine.errors import ConfigError  # noqa: E402
-from qa_engine.models.oracle import oracle_loss  # noqa: E402
+from qa_engine.models.oracle.train import oracle_loss  # noqa: E402
 from qa_engine.models.training import Trainer  # noqa: E402
 from qa_engine.models.training import TrainerConfig  # noqa: E402
 from qa_engine.models.training import learning_rate_at  # noqa: E402

@@ -56,24 +56,24 @@ from qa_engine.models.data import DatasetConfig
 from qa_engine.models.data import FoldConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import to_ns
-from qa_engine.models.decision_transformer import INPUT_NAMES
-from qa_engine.models.decision_transformer import OUTPUT_NAME
-from qa_engine.models.decision_transformer import DecisionTransformer
-from qa_engine.models.decision_transformer import DecisionTransformerConfig
-from qa_engine.models.decision_transformer import DecisionTransformerPolicy
-from qa_engine.models.decision_transformer import count_parameters
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
+from qa_engine.models.strategist.network import INPUT_NAMES
+from qa_engine.models.strategist.network import OUTPUT_NAME
+from qa_engine.models.strategist.network import DecisionTransformer
+from qa_engine.models.strategist.network import DecisionTransformerConfig
+from qa_engine.models.strategist.network import DecisionTransformerPolicy
+from qa_engine.models.strategist.network import count_parameters
+from qa_engine.models.strategist.trajectories import TrajectoryConfig
+from qa_engine.models.strategist.trajectories import TrajectorySet
+from qa_engine.models.strategist.trajectories import build_trajectories
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 from qa_engine.models.training import TrainingResult
-from qa_engine.models.trajectories import TrajectoryConfig
-from qa_engine.models.trajectories import TrajectorySet
-from qa_engine.models.trajectories import build_trajectories
 
-log = get_logger("qa_engine.models.strategist_training")
+log = get_logger("qa_engine.models.strategist.train")
 ARTIFACT_FOLDER = "artifact"
 PARITY_TOLERANCE = 1e-5
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from qa_engine.contract.labels import CLASS_NAMES
-from qa_engine.models.baseline_evaluation import LEAKAGE_SUSPICION_ACCURACY
-from qa_engine.models.baseline_evaluation import equity_frame
+from qa_engine.models.baselines.evaluate import LEAKAGE_SUSPICION_ACCURACY
+from qa_engine.models.baselines.evaluate import equity_frame
 
 DESCRIPTIONS = {
     "xgboost": "XGBoost on the features at t",

@@ -54,17 +54,17 @@ from qa_engine.models.evaluation import write_report
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
 from qa_engine.models.export import parity_max_abs_diff
-from qa_engine.models.tft import ForecastShape
-from qa_engine.models.tft import TemporalFusionTransformer
-from qa_engine.models.tft import TFTConfig
-from qa_engine.models.tft import count_parameters
-from qa_engine.models.tft import quantile_loss
+from qa_engine.models.oracle.network import ForecastShape
+from qa_engine.models.oracle.network import TemporalFusionTransformer
+from qa_engine.models.oracle.network import TFTConfig
+from qa_engine.models.oracle.network import count_parameters
+from qa_engine.models.oracle.network import quantile_loss
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 from qa_engine.models.training import TrainingResult
 from qa_engine.models.training import seed_everything
 
-log = get_logger("qa_engine.models.oracle")
+log = get_logger("qa_engine.models.oracle.train")
 PARITY_TOLERANCE = 1e-5
 
 

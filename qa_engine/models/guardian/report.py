@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from qa_engine.models.guardian_regimes import run_bounds
+from qa_engine.models.guardian.regimes import run_bounds
 
 BARS_PER_YEAR_5M = 365 * 24 * 12
 
@@ -228,7 +228,7 @@ def regime_table(stats: dict[str, Any]) -> list[str]:
 
 
 def stability_lines(stability: dict[str, Any]) -> list[str]:
-    """Markdown lines of `guardian.fold_stability_report`."""
+    """Markdown lines of `train.fold_stability_report`."""
     lines = [
         f"Bars of {stability['range'][0]} .. {stability['range'][1]} labelled by each fold's model "
         f"(out of sample for every model compared), against fold {stability['reference_fold']}:",
@@ -252,7 +252,7 @@ def stability_lines(stability: dict[str, Any]) -> list[str]:
 
 
 def render_regime_markdown(report: dict[str, Any]) -> str:
-    """regimes.md of a Guardian run (`guardian.train_guardian_from_config`)."""
+    """regimes.md of a Guardian run (`train.train_guardian_from_config`)."""
     lines = [
         f"# Guardian regimes: {report['id']}",
         "",

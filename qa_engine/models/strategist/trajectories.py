@@ -3,7 +3,7 @@ returns-to-go, and offline rollouts (numpy only, no torch). The action space, th
 inference-side context that does the same accounting live are the contract, in
 `qa_engine.contract.policy_context`.
 
-Timing, the same as `qa_engine.models.decision_transformer` and the backtest (a market order fills at the
+Timing, the same as `qa_engine.models.strategist.network` and the backtest (a market order fills at the
 close of the bar whose on_bar decided it; bars are stamped at their close):
 
 - step t is bar t. The state s_t is the feature row of bar t, computed on bars <= t, made price-relative

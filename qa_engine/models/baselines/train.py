@@ -58,34 +58,34 @@ from qa_engine.contract.manifest import write_manifest
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.logging import get_logger
-from qa_engine.models.baseline_evaluation import LEAKAGE_SUSPICION_ACCURACY
-from qa_engine.models.baseline_evaluation import BacktestCurve
-from qa_engine.models.baseline_evaluation import backtest_metrics
-from qa_engine.models.baseline_evaluation import classification_metrics
-from qa_engine.models.baseline_evaluation import concatenate_curves
-from qa_engine.models.baseline_evaluation import vectorised_backtest
-from qa_engine.models.baseline_signals import PositionPolicy
-from qa_engine.models.baseline_signals import class_prior_forecast
-from qa_engine.models.baseline_signals import one_hot
-from qa_engine.models.baseline_signals import persistence_forecast
-from qa_engine.models.baseline_signals import positions_from_classes
-from qa_engine.models.baseline_signals import stratified_random_forecast
-from qa_engine.models.baseline_signals import zero_return_forecast
-from qa_engine.models.baselines import ClassifierShape
-from qa_engine.models.baselines import LSTMClassifier
-from qa_engine.models.baselines import LSTMClassifierConfig
-from qa_engine.models.baselines import MLPClassifier
-from qa_engine.models.baselines import MLPClassifierConfig
-from qa_engine.models.baselines import ProbabilityHead
-from qa_engine.models.baselines import XGBoostConfig
-from qa_engine.models.baselines import XGBoostFit
-from qa_engine.models.baselines import export_classifier_onnx
-from qa_engine.models.baselines import export_xgboost_onnx
-from qa_engine.models.baselines import load_xgboost_fit
-from qa_engine.models.baselines import predict_probabilities
-from qa_engine.models.baselines import save_xgboost_fit
-from qa_engine.models.baselines import train_xgboost
-from qa_engine.models.baselines import weighted_cross_entropy
+from qa_engine.models.baselines.evaluate import LEAKAGE_SUSPICION_ACCURACY
+from qa_engine.models.baselines.evaluate import BacktestCurve
+from qa_engine.models.baselines.evaluate import backtest_metrics
+from qa_engine.models.baselines.evaluate import classification_metrics
+from qa_engine.models.baselines.evaluate import concatenate_curves
+from qa_engine.models.baselines.evaluate import vectorised_backtest
+from qa_engine.models.baselines.network import ClassifierShape
+from qa_engine.models.baselines.network import LSTMClassifier
+from qa_engine.models.baselines.network import LSTMClassifierConfig
+from qa_engine.models.baselines.network import MLPClassifier
+from qa_engine.models.baselines.network import MLPClassifierConfig
+from qa_engine.models.baselines.network import ProbabilityHead
+from qa_engine.models.baselines.network import XGBoostConfig
+from qa_engine.models.baselines.network import XGBoostFit
+from qa_engine.models.baselines.network import export_classifier_onnx
+from qa_engine.models.baselines.network import export_xgboost_onnx
+from qa_engine.models.baselines.network import load_xgboost_fit
+from qa_engine.models.baselines.network import predict_probabilities
+from qa_engine.models.baselines.network import save_xgboost_fit
+from qa_engine.models.baselines.network import train_xgboost
+from qa_engine.models.baselines.network import weighted_cross_entropy
+from qa_engine.models.baselines.signals import PositionPolicy
+from qa_engine.models.baselines.signals import class_prior_forecast
+from qa_engine.models.baselines.signals import one_hot
+from qa_engine.models.baselines.signals import persistence_forecast
+from qa_engine.models.baselines.signals import positions_from_classes
+from qa_engine.models.baselines.signals import stratified_random_forecast
+from qa_engine.models.baselines.signals import zero_return_forecast
 from qa_engine.models.data import FoldData
 from qa_engine.models.data import WalkForwardRunConfig
 from qa_engine.models.data import WindowedDataset
@@ -100,7 +100,7 @@ from qa_engine.models.export import parity_max_abs_diff
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 
-log = get_logger("qa_engine.models.baseline_training")
+log = get_logger("qa_engine.models.baselines.train")
 PARITY_TOLERANCE = 1e-5
 MODELS: tuple[BaselineFamily, ...] = ("xgboost", "lstm", "mlp")
 DETERMINISTIC = frozenset({"ensemble_agree", "zero_return", "persistence", "stratified_random"})
@@ -543,7 +543,7 @@ def _manifest(
     family: BaselineFamily,
     report: dict[str, Any],
 ) -> BaselineArtifactManifest:
-    from qa_engine.models.oracle import package_version
+    from qa_engine.models.oracle.train import package_version
 
     data = outcome.data
     commit, dirty = code_version()
@@ -683,7 +683,7 @@ def train_baselines(
 ) -> BaselinesOutcome:
     """Every fold, the report (pooled out-of-sample test results), the artifacts of `export_fold`.
     publish_dir: also copy the small, committable outputs there (models/, report.md/json, equity PNG)."""
-    from qa_engine.models.baseline_report import write_baseline_report
+    from qa_engine.models.baselines.report import write_baseline_report
 
     began = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ the dataset (`ClassifierShape`), never typed by hand. torch modules return logit
 graphs return probabilities (B, 3) in class order SELL, HOLD, BUY.
 
 The torch-free pieces live in `qa_engine.contract.baseline` (the ensemble, which trading runs too) and
-`baseline_signals` (naive forecasters, positions) and are re-exported here.
+`signals` (naive forecasters, positions) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from qa_engine.contract.baseline import agreement_classes
 from qa_engine.contract.baseline import ensemble_probabilities
 from qa_engine.contract.labels import N_CLASSES
 from qa_engine.contract.manifest import TensorRecord
-from qa_engine.models.baseline_signals import class_prior_forecast
-from qa_engine.models.baseline_signals import persistence_forecast
-from qa_engine.models.baseline_signals import positions_from_classes
-from qa_engine.models.baseline_signals import stratified_random_forecast
-from qa_engine.models.baseline_signals import zero_return_forecast
+from qa_engine.models.baselines.signals import class_prior_forecast
+from qa_engine.models.baselines.signals import persistence_forecast
+from qa_engine.models.baselines.signals import positions_from_classes
+from qa_engine.models.baselines.signals import stratified_random_forecast
+from qa_engine.models.baselines.signals import zero_return_forecast
 from qa_engine.models.export import DEFAULT_OPSET
 from qa_engine.models.export import OnnxExport
 from qa_engine.models.export import export_onnx
@@ -369,7 +369,7 @@ def export_xgboost_onnx(fit: XGBoostFit, n_features: int, path: Path) -> OnnxExp
         new_graph, opset_imports=[helper.make_opsetid(domain, version) for domain, version in opsets.items()]
     )
     model.ir_version = converted.ir_version
-    model.producer_name = "qa_engine.models.baselines"
+    model.producer_name = "qa_engine.models.baselines.network"
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
