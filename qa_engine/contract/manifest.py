@@ -241,6 +241,17 @@ def read_manifest(folder: Path) -> ArtifactManifest:
         raise ConfigError(f"{path}: invalid manifest ({problems})") from None
 
 
+def package_version() -> str:
+    """The installed quantum-alpha distribution's version, or "unknown" when it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
+
+    try:
+        return version("quantum-alpha")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def code_version() -> tuple[str | None, bool | None]:
     """(git commit, dirty) of the repository this code runs from, or (None, None) outside git."""
     try:

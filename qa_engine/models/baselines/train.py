@@ -543,7 +543,7 @@ def _manifest(
     family: BaselineFamily,
     report: dict[str, Any],
 ) -> BaselineArtifactManifest:
-    from qa_engine.models.oracle.train import package_version
+    from qa_engine.contract.manifest import package_version
 
     data = outcome.data
     commit, dirty = code_version()

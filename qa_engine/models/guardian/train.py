@@ -465,8 +465,8 @@ def guardian_manifest(
     from qa_engine.contract.manifest import ScalerRecord
     from qa_engine.contract.manifest import WindowRecord
     from qa_engine.contract.manifest import code_version
+    from qa_engine.contract.manifest import package_version
     from qa_engine.contract.manifest import utc_now
-    from qa_engine.models.oracle.train import package_version
 
     config = model.config
     commit, dirty = code_version()

@@ -33,6 +33,7 @@ from qa_engine.contract.manifest import OracleSection
 from qa_engine.contract.manifest import ScalerRecord
 from qa_engine.contract.manifest import WindowRecord
 from qa_engine.contract.manifest import code_version
+from qa_engine.contract.manifest import package_version
 from qa_engine.contract.manifest import utc_now
 from qa_engine.contract.manifest import write_manifest
 from qa_engine.errors import ConfigError
@@ -326,16 +327,6 @@ def train_oracle(config: OracleTrainConfig, run_dir: Path, resume: bool = False)
         {"artifact_fold": chosen.data.fold.name, "parity_max_abs_diff": parity, "total_secs": secs},
     )
     return OracleOutcome(run_dir, report, manifest, parity, secs)
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version
-
-    try:
-        return version("quantum-alpha")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def ensure_device(config: OracleTrainConfig, device: str | None) -> OracleTrainConfig:
