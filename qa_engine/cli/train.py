@@ -68,42 +68,33 @@ PublishOption = Annotated[
 ]
 
 
-@train_app.command("oracle")
-def oracle_command(
-    config: ConfigOption = Path("configs/train/oracle.toml"),
-    set_: SetOption = None,
-    device: DeviceOption = None,
-    resume: ResumeOption = False,
-    out: OutOption = None,
-    publish: PublishOption = None,
-    force: ForceOption = False,
-    dry_run: DryRunOption = False,
-    json_logs: JsonLogsOption = False,
-) -> None:
-    """Train the Oracle (TFT) on every walk-forward fold, export the artifact, write the report."""
-    configure_logging(json_logs=json_logs)
-    _resume_dir(out, resume)
-    from qa_engine.config.loader import dump_toml
-    from qa_engine.config.loader import load_config
-    from qa_engine.models import pipeline
-    from qa_engine.models.oracle.train import OracleTrainConfig
-    from qa_engine.models.oracle.train import ensure_device
+def _stage_command(stage: str, default_config: str, doc: str):
+    """`qa train <stage>` for a model stage (oracle, guardian, strategist): the same options, one body."""
 
-    run_config = ensure_device(load_config(OracleTrainConfig, config, set_), device)
-    if dry_run:
-        typer.echo(dump_toml(run_config), nl=False)
-        return
-    run_dir = out or default_run_dir(run_config.id)
-    _guard(run_dir, publish, force, resume, pipeline.CHECKPOINTS["oracle"])
-    result = pipeline.run_oracle_stage(config, list(set_ or []), run_dir, device, resume)
-    summary = table(f"Oracle {run_config.id} -> {run_dir}", ["item", "value"])
-    for key, value in result.summary.items():
-        summary.add_row(key, value)
-    summary.add_row("report", str(run_dir / "report.md"))
-    if publish is not None:
-        pipeline.publish(run_dir, publish, pipeline.PUBLISHED_FILES["oracle"])
-        summary.add_row("published to", str(publish))
-    stdout_console.print(summary)
+    def command(
+        config: ConfigOption = Path(default_config),
+        set_: SetOption = None,
+        device: DeviceOption = None,
+        resume: ResumeOption = False,
+        out: OutOption = None,
+        publish: PublishOption = None,
+        force: ForceOption = False,
+        dry_run: DryRunOption = False,
+        json_logs: JsonLogsOption = False,
+    ) -> None:
+        configure_logging(json_logs=json_logs)
+        _single_stage(stage, config, set_, device, resume, out, dry_run, publish, force)
+
+    command.__doc__ = doc
+    command.__name__ = f"{stage}_command"
+    return train_app.command(stage)(command)
+
+
+oracle_command = _stage_command(
+    "oracle",
+    "configs/train/oracle.toml",
+    "Train the Oracle (TFT) on every walk-forward fold, export the artifact, write the report.",
+)
 
 
 def _print_summary(title: str, summary: dict[str, str], extra: dict[str, str]) -> None:
@@ -124,7 +115,7 @@ def _single_stage(
     publish: Path | None,
     force: bool,
 ) -> None:
-    """`qa train guardian|strategist|evaluation`: one pipeline stage from its own run config."""
+    """`qa train oracle|guardian|strategist|evaluation`: one pipeline stage from its own run config."""
     import importlib
 
     from qa_engine.config.loader import dump_toml
@@ -146,44 +137,24 @@ def _single_stage(
     _guard(run_dir, publish, force, resume, pipeline.CHECKPOINTS[stage])
     result = runner(config, list(set_ or []), run_dir, device, resume)
     extra: dict[str, str] = {}
+    if (run_dir / "report.md").exists():
+        extra["report"] = str(run_dir / "report.md")
     if publish is not None:
         pipeline.publish(run_dir, publish, pipeline.PUBLISHED_FILES[stage])
         extra["published to"] = str(publish)
     _print_summary(f"{stage.capitalize()} {run_config.id} -> {run_dir}", result.summary, extra)
 
 
-@train_app.command("guardian")
-def guardian_command(
-    config: ConfigOption = Path("configs/train/guardian.toml"),
-    set_: SetOption = None,
-    device: DeviceOption = None,
-    resume: ResumeOption = False,
-    out: OutOption = None,
-    publish: PublishOption = None,
-    force: ForceOption = False,
-    dry_run: DryRunOption = False,
-    json_logs: JsonLogsOption = False,
-) -> None:
-    """Train the Guardian (contrastive VAE regimes) on every fold; artifact/, regimes report (test ranges)."""
-    configure_logging(json_logs=json_logs)
-    _single_stage("guardian", config, set_, device, resume, out, dry_run, publish, force)
-
-
-@train_app.command("strategist")
-def strategist_command(
-    config: ConfigOption = Path("configs/train/strategist.toml"),
-    set_: SetOption = None,
-    device: DeviceOption = None,
-    resume: ResumeOption = False,
-    out: OutOption = None,
-    publish: PublishOption = None,
-    force: ForceOption = False,
-    dry_run: DryRunOption = False,
-    json_logs: JsonLogsOption = False,
-) -> None:
-    """Train the Strategist (Decision Transformer) on its fold; artifact/, out-of-sample rollouts, report."""
-    configure_logging(json_logs=json_logs)
-    _single_stage("strategist", config, set_, device, resume, out, dry_run, publish, force)
+guardian_command = _stage_command(
+    "guardian",
+    "configs/train/guardian.toml",
+    "Train the Guardian (contrastive VAE regimes) on every fold; artifact/, regimes report (test ranges).",
+)
+strategist_command = _stage_command(
+    "strategist",
+    "configs/train/strategist.toml",
+    "Train the Strategist (Decision Transformer) on its fold; artifact/, out-of-sample rollouts, report.",
+)
 
 
 @train_app.command("evaluation")
