@@ -11,18 +11,14 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from qa_engine.config.build import funding_plan
-from qa_engine.config.loader import dump_toml
 from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import BybitEndpointsConfig
 from qa_engine.config.models import ComponentConfig
@@ -30,7 +26,7 @@ from qa_engine.config.models import LiveConfig
 from qa_engine.config.models import LiveSettings
 from qa_engine.errors import ConfigError
 from qa_engine.errors import QAError
-from qa_engine.live.clients import KEY_VARIABLES
+from qa_engine.live.child import live_child
 from qa_engine.live.journal import JOURNAL_FILE
 from qa_engine.live.journal import read_journal
 from qa_engine.live.parity_compare import ParityResult
@@ -161,28 +157,8 @@ def run_parity(
             reconciliation_lookback_mins=None,
         )
         live = LiveConfig.from_backtest(config, settings)
-        live_toml = run_dir / "live.toml"
-        live_toml.write_text(dump_toml(live))
-        key_name, secret_name = KEY_VARIABLES["testnet"]
-        env = os.environ | {key_name: api_key, secret_name: api_secret}
         started = time.monotonic()
-        with (run_dir / "live.stdout").open("w") as stdout:
-            node = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "qa_engine.cli.main",
-                    "live",
-                    "run",
-                    "--config",
-                    str(live_toml),
-                    "--out",
-                    str(live_dir),
-                ],
-                env=env,
-                stdout=stdout,
-                stderr=subprocess.STDOUT,
-            )
+        with live_child(live, run_dir, live_dir, api_key, api_secret) as node:
             try:
                 while not venue.done.wait(0.2):
                     if node.poll() is not None:

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from dataclasses import field
@@ -40,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from qa_engine.config.build import funding_plan
-from qa_engine.config.loader import dump_toml
 from qa_engine.config.loader import load_config
 from qa_engine.config.models import BacktestConfig
 from qa_engine.config.models import BybitEndpointsConfig
@@ -48,7 +44,7 @@ from qa_engine.config.models import LiveConfig
 from qa_engine.config.models import LiveSettings
 from qa_engine.config.models import OpsConfig
 from qa_engine.errors import QAError
-from qa_engine.live.clients import KEY_VARIABLES
+from qa_engine.live.child import live_child
 from qa_engine.live.journal import JOURNAL_FILE
 from qa_engine.live.journal import read_journal
 from qa_engine.live.parity import venue_books
@@ -398,30 +394,10 @@ def run_soak(settings: SoakSettings, run_dir: Path, *, progress: bool = False) -
         )
         if settings.ops is not None:
             live = live.model_copy(update={"ops": OpsConfig.model_validate(settings.ops)})
-        live_toml = run_dir / "live.toml"
-        live_toml.write_text(dump_toml(live))
-        key_name, secret_name = KEY_VARIABLES["testnet"]
-        env = os.environ | {key_name: api_key, secret_name: api_secret} | (settings.env or {})
         started = time.monotonic()
         last_published, last_progress = -1, time.monotonic()
         next_rss = 1  # first sample once the node runs (first bar published), then every rss_every_bars
-        with (run_dir / "live.stdout").open("w") as stdout:
-            node = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "qa_engine.cli.main",
-                    "live",
-                    "run",
-                    "--config",
-                    str(live_toml),
-                    "--out",
-                    str(live_dir),
-                ],
-                env=env,
-                stdout=stdout,
-                stderr=subprocess.STDOUT,
-            )
+        with live_child(live, run_dir, live_dir, api_key, api_secret, settings.env) as node:
             try:
                 while not venue.done.wait(0.05):
                     published = running.counts.get("bars_published", 0)
