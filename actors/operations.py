@@ -52,6 +52,7 @@ from qa_engine.ops.metrics import GUARD_MODE_VALUES
 from qa_engine.ops.summary import event_name
 from qa_engine.ops.summary import next_summary_ns
 from qa_engine.ops.summary import summary_text
+from qa_engine.risk.equity import open_pnl
 from qa_engine.risk.kill_switches import EVENT_TOPIC
 from qa_engine.risk.kill_switches import STATE_TOPIC
 from qa_engine.signals import INFERENCE_TOPIC
@@ -380,13 +381,7 @@ class OperationsActor(Actor):
         )
 
     def _unrealized(self) -> Decimal:
-        total = Decimal(0)
-        for position in self.cache.positions_open(venue=self._venue):
-            close = self._closes.get(position.instrument_id.value)
-            if close is not None:
-                average = Decimal(str(position.avg_px_open))
-                total += (close - average) * position.signed_decimal_qty() * position.multiplier.as_decimal()
-        return total
+        return open_pnl(self.cache.positions_open(venue=self._venue), self._closes)
 
     def equity(self) -> Decimal:
         total, _free = self._balances()

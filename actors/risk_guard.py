@@ -41,6 +41,7 @@ from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Currency
 
 from qa_engine.lifecycle import stop_after_start
+from qa_engine.risk.equity import open_pnl
 from qa_engine.risk.kill_switches import EVENT_TOPIC
 from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY
 from qa_engine.risk.kill_switches import RESUME_REQUEST_SUFFIX
@@ -205,13 +206,7 @@ class RiskGuardActor(Actor):
         if account is not None:
             balance = account.balance_total(self._currency)
             total = balance.as_decimal() if balance is not None else Decimal(0)
-        for position in self.cache.positions_open(venue=self._venue):
-            close = self._last_close.get(position.instrument_id.value)
-            if close is None:
-                continue
-            multiplier = position.multiplier.as_decimal()
-            average = Decimal(str(position.avg_px_open))
-            total += (close - average) * position.signed_decimal_qty() * multiplier
+        total += open_pnl(self.cache.positions_open(venue=self._venue), self._last_close)
         return total
 
     def _handle(self, events: list[GuardEvent]) -> None:

@@ -36,20 +36,24 @@ def _time(nanos: int) -> str:
     return f"{nanos_to_datetime(nanos):%Y-%m-%d %H:%M}"
 
 
+# --catalog of every `qa signals` command: a local catalog (record sets are written beside its data)
+CatalogOption = Annotated[
+    Path,
+    typer.Option(
+        "--catalog",
+        metavar="<path>",
+        parser=local_catalog_parser("qa signals"),
+        help="catalog root directory",
+    ),
+]
+
+
 @signals_app.command("build")
 def build_command(
     instrument_id: Annotated[
         str, typer.Option("--instrument-id", help="e.g. BTCUSDT-LINEAR.BYBIT", show_default=False)
     ],
-    catalog: Annotated[
-        Path,
-        typer.Option(
-            "--catalog",
-            metavar="<path>",
-            parser=local_catalog_parser("qa signals"),
-            help="catalog root directory",
-        ),
-    ] = DEFAULT_CATALOG,
+    catalog: CatalogOption = DEFAULT_CATALOG,
     interval: Annotated[str, typer.Option("--interval", help="bar interval of the models, e.g. 5m")] = "5m",
     oracle: Annotated[
         Path | None, typer.Option("--oracle", help="Oracle artifact folder -> Forecast")
@@ -141,15 +145,7 @@ def build_command(
 
 @signals_app.command("list")
 def list_command(
-    catalog: Annotated[
-        Path,
-        typer.Option(
-            "--catalog",
-            metavar="<path>",
-            parser=local_catalog_parser("qa signals"),
-            help="catalog root directory",
-        ),
-    ] = DEFAULT_CATALOG,
+    catalog: CatalogOption = DEFAULT_CATALOG,
 ) -> None:
     """List the signal record sets in the catalog: class, instrument, model id / feature-set hash, range."""
     from qa_engine.replay import store

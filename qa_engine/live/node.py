@@ -47,6 +47,7 @@ from qa_engine.live.clients import LiveClientSpec
 from qa_engine.live.clients import credentials_from_environment
 from qa_engine.live.journal import JOURNAL_FILE
 from qa_engine.plugins import load_live_clients
+from qa_engine.risk.equity import open_pnl
 
 OPS_PATH = "actors.operations:OperationsActor"
 OPS_CONFIG_PATH = "actors.operations:OperationsActorConfig"
@@ -389,11 +390,5 @@ def _equity(cache, plan: LivePlan) -> Decimal:
         bar = cache.bar(BarType.from_str(bars.bar_type))
         if bar is not None:
             closes[bars.instrument_id] = bar.close.as_decimal()
-    for position in cache.positions_open():
-        close = closes.get(position.instrument_id.value)
-        if close is None:
-            continue
-        instrument = cache.instrument(position.instrument_id)
-        multiplier = instrument.multiplier.as_decimal() if instrument is not None else Decimal(1)
-        total += (close - Decimal(str(position.avg_px_open))) * position.signed_decimal_qty() * multiplier
+    total += open_pnl(cache.positions_open(), closes)
     return total.quantize(Decimal("1e-8"))  # avg_px_open is a float: keep the account's 8 decimals

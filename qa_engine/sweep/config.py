@@ -179,7 +179,3 @@ def sweep_folder(sweep: SweepConfig) -> Path | str:
     from qa_engine.data.location import join
 
     return join(sweep.output, sweep.id)
-
-
-def params_columns(params: dict[str, Any]) -> dict[str, Any]:
-    return {f"p_{name}": value for name, value in params.items()}

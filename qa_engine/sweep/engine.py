@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -166,8 +166,6 @@ def _sample(space, rng: random.Random) -> Any:
     if space.values is not None:
         return rng.choice(space.values)
     if space.log:
-        import math
-
         value = math.exp(rng.uniform(math.log(space.low), math.log(space.high)))
     else:
         value = rng.uniform(space.low, space.high)
@@ -575,7 +573,3 @@ def _distribution(space):
         step = int(space.step) if space.step and not space.log else 1
         return IntDistribution(int(space.low), int(space.high), step=step, log=space.log)
     return FloatDistribution(space.low, space.high, step=None if space.log else space.step, log=space.log)
-
-
-def wall_clock() -> float:
-    return time.perf_counter()
