@@ -85,6 +85,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import fields
+from datetime import UTC
+from datetime import datetime
 from decimal import ROUND_DOWN
 from decimal import Decimal
 from pathlib import Path
@@ -133,15 +135,23 @@ class TrinitySettings:
     forecast_horizon_bars: int | None  # the forecast step the gate reads; None: its last step
     cost_margin_bps: float  # on top of the round trip's 2 x taker fee
     max_leverage: float
+    min_clear_probability: float  # the gate: P(move beyond the cost in the trade's direction) must exceed it
+    min_stop_cost_multiple: float  # the stop is never closer than this many round-trip costs
+    sizing: str  # "risk": risk per trade over the stop; "vol_target": the Oracle's band sizes the position
+    vol_target_annual_pct: float  # with sizing = "vol_target"
 
 
 PRESETS: dict[str, TrinitySettings] = {
-    "full": TrinitySettings(60.0, 2.0, 2.0, 3.0, None, 2.0, 3.0),
-    "fast": TrinitySettings(60.0, 2.0, 1.0, 1.5, 6, 2.0, 3.0),
-    "conservative": TrinitySettings(75.0, 1.0, 2.5, 3.75, None, 5.0, 2.0),
-    "aggressive": TrinitySettings(50.0, 5.0, 1.5, 3.0, None, 0.0, 5.0),
+    "full": TrinitySettings(60.0, 2.0, 2.0, 3.0, None, 2.0, 3.0, 0.5, 2.0, "risk", 30.0),
+    "fast": TrinitySettings(60.0, 2.0, 1.0, 1.5, 6, 2.0, 3.0, 0.5, 2.0, "risk", 30.0),
+    "conservative": TrinitySettings(75.0, 1.0, 2.5, 3.75, None, 5.0, 2.0, 0.55, 3.0, "risk", 30.0),
+    "aggressive": TrinitySettings(50.0, 5.0, 1.5, 3.0, None, 0.0, 5.0, 0.5, 1.5, "risk", 30.0),
+    "swing": TrinitySettings(50.0, 2.0, 2.0, 3.0, None, 2.0, 2.0, 0.45, 3.0, "vol_target", 30.0),
 }
+SIZINGS = ("risk", "vol_target")
 MAX_LEVERAGE = 10.0  # risk policy (REQUIREMENTS.md)
+FUNDING_PERIOD_SECS = 8 * 3600  # Bybit and Binance settle perpetual funding every 8 hours
+SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades every day
 
 
 class TrinityStrategyConfig(StrategyConfig, frozen=True):
@@ -160,6 +170,12 @@ class TrinityStrategyConfig(StrategyConfig, frozen=True):
     forecast_horizon_bars: int | None = None
     cost_margin_bps: float | None = None
     max_leverage: float | None = None
+    min_clear_probability: float | None = None
+    min_stop_cost_multiple: float | None = None
+    sizing: str | None = None
+    vol_target_annual_pct: float | None = None
+    funding_in_cost: bool = True  # the last settled funding rate, over the horizon, adds to the cost
+    trade_from: str | None = None  # ISO time: bars before it only warm up features, models and context
     taker_fee_rate: float | None = None  # None: the instrument's taker fee
     strong_confidence_pct: float = 80.0  # STRONG_BUY / STRONG_SELL from this confidence (and 2x cost)
     atr_period_bars: PositiveInt = 14
@@ -186,10 +202,20 @@ class TrinityStrategyConfig(StrategyConfig, frozen=True):
                 ">= 1 (or None: the forecast's last step)",
             ),
             ("taker_fee_rate", 0 <= (self.taker_fee_rate or 0.0) < 0.01, "in [0, 0.01)"),
+            ("min_clear_probability", 0.0 <= settings.min_clear_probability < 1.0, "in [0, 1)"),
+            ("min_stop_cost_multiple", settings.min_stop_cost_multiple >= 0, ">= 0"),
+            ("sizing", settings.sizing in SIZINGS, f"one of {', '.join(SIZINGS)}"),
+            ("vol_target_annual_pct", 0 < settings.vol_target_annual_pct <= 500, "in (0, 500]"),
         ]
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}")
+                raise ValueError(f"{name} must be {rule}, got {getattr(settings, name, getattr(self, name))}")
+        if self.trade_from is not None:
+            trade_from_ns(self.trade_from)  # a malformed time fails here, naming the field
+        if settings.sizing == "vol_target" and not self.use_oracle:
+            raise ValueError(
+                "sizing 'vol_target' needs use_oracle = true: the Oracle's band is the volatility forecast"
+            )
 
     def settings(self) -> TrinitySettings:
         """The preset's values with every explicitly given parameter in their place."""
@@ -199,6 +225,19 @@ class TrinityStrategyConfig(StrategyConfig, frozen=True):
             explicit = getattr(self, item.name)
             values[item.name] = getattr(preset, item.name) if explicit is None else explicit
         return TrinitySettings(**values)
+
+
+def trade_from_ns(text: str | None) -> int:
+    """`trade_from` as UNIX nanoseconds (0 when not set); a naive time is UTC."""
+    if text is None:
+        return 0
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"trade_from must be an ISO time like 2026-01-01T00:00:00Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000
 
 
 # ---- pure logic: join, gates, sizing ---------------------------------------------------------------
@@ -272,6 +311,40 @@ class GateInputs:
     atr: float | None  # None while the ATR warms up
     confidence_threshold_pct: float
     strong_confidence_pct: float
+    clear_long: float | None = None  # P(ln move over the horizon > cost + funding a long pays)
+    clear_short: float | None = None  # P(ln move < -(cost + funding a short pays))
+    min_clear_probability: float = 0.5
+    funding: float = 0.0  # expected funding over the horizon for a LONG (log units; a short pays -funding)
+
+
+def clear_probability(levels: np.ndarray, values: np.ndarray, threshold: float) -> float:
+    """P(X > threshold) of a distribution given by quantiles (`levels` ascending, `values` their values
+    at one horizon step). The CDF is linear between the quantiles and continues the outer segments'
+    slopes beyond them (clipped to [0, 1]); crossed quantiles are sorted first (monotone
+    rearrangement). Written here because it is four lines of numpy over the forecast's own quantiles.
+    With the median among the quantiles, P > 0.5 exactly when the median is above the threshold."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    p = np.asarray(levels, dtype=np.float64)
+    if threshold <= x[0]:
+        slope = (p[1] - p[0]) / max(x[1] - x[0], 1e-12)
+        cdf = p[0] - (x[0] - threshold) * slope
+    elif threshold >= x[-1]:
+        slope = (p[-1] - p[-2]) / max(x[-1] - x[-2], 1e-12)
+        cdf = p[-1] + (threshold - x[-1]) * slope
+    else:
+        cdf = float(np.interp(threshold, x, p))
+    return float(min(1.0, max(0.0, 1.0 - cdf)))
+
+
+def band_sigma(levels: np.ndarray, values: np.ndarray) -> float:
+    """The standard deviation a normal distribution would need for the forecast's outermost quantile
+    pair (e.g. q0.05 .. q0.95): the Oracle's volatility forecast at that horizon (log units)."""
+    from statistics import NormalDist
+
+    low, high = int(np.argmin(levels)), int(np.argmax(levels))
+    normal = NormalDist()
+    spread = normal.inv_cdf(float(levels[high])) - normal.inv_cdf(float(levels[low]))
+    return float(max(values[high] - values[low], 0.0) / spread) if spread > 0 else 0.0
 
 
 def _sign(value: float) -> int:
@@ -292,7 +365,20 @@ def entry_could_pass(gates: GateInputs) -> bool:
     Strategist's output cannot matter while flat)."""
     if gates.risk_scale <= 0 or gates.atr is None:
         return False
-    return gates.forecast_median is None or abs(gates.forecast_median) > gates.cost
+    return gates.forecast_median is None or forecast_allows(gates, 1) or forecast_allows(gates, -1)
+
+
+def forecast_allows(gates: GateInputs, side: int) -> bool:
+    """The forecast gate for new risk on `side` (+1 long, -1 short): the probability that the move
+    clears the cost (fees, margin and the funding this side pays) in that direction exceeds
+    `min_clear_probability` and the probability of the opposite move (the distribution leans that way).
+    Without a forecast (use_oracle = false) it always allows."""
+    if gates.forecast_median is None:
+        return True
+    if gates.clear_long is None or gates.clear_short is None:  # a median-only forecast
+        return side * gates.forecast_median > gates.cost + side * gates.funding
+    mine, other = (gates.clear_long, gates.clear_short) if side > 0 else (gates.clear_short, gates.clear_long)
+    return mine > gates.min_clear_probability and mine > other
 
 
 def decide(proposal: PolicyAction | None, gates: GateInputs, context_note: str = "") -> Decision:
@@ -314,7 +400,7 @@ def decide(proposal: PolicyAction | None, gates: GateInputs, context_note: str =
             blocked = "ATR warming up"
         elif gates.risk_scale <= 0:
             blocked = f"regime risk {gates.risk_scale:.2f}: no new risk"
-        elif gates.forecast_median is not None and _sign(target) * gates.forecast_median <= gates.cost:
+        elif not forecast_allows(gates, _sign(target)):
             blocked = f"forecast does not clear cost {_direction(target)}"
         if blocked:  # reducing stays allowed: a flip becomes a close, an entry nothing
             final = 0.0 if _sign(held) != _sign(target) and held != 0 else held
@@ -384,6 +470,9 @@ def _describe_inputs(gates: GateInputs, target: float | None = None) -> list[str
         else:
             text += f" (cost {cost_bp:.1f}bp)"
         parts.append(text)
+        if gates.clear_long is not None and gates.clear_short is not None:
+            funding = f", funding {1e4 * gates.funding:+.1f}bp" if gates.funding else ""
+            parts.append(f"P(clear) long {gates.clear_long:.2f} short {gates.clear_short:.2f}{funding}")
     if gates.regime_id is not None:
         parts.append(f"regime {gates.regime_id} risk {gates.risk_scale:.2f}")
     parts.append("ATR warming up" if gates.atr is None else f"ATR {gates.atr:.1f}")
@@ -422,6 +511,30 @@ def risk_sized_quantity(
     )
 
 
+def bracket_distances(
+    settings: TrinitySettings, atr: float, cost: float, price: float
+) -> tuple[float, float, bool]:
+    """(stop distance, take-profit distance, floored) in price units: atr_stop_multiple x ATR, but never
+    closer than min_stop_cost_multiple round trips (cost x price), so a stop cannot sit inside the fees
+    it pays; the take-profit keeps its ratio to the stop (atr_take_profit_multiple / atr_stop_multiple)."""
+    stop = settings.atr_stop_multiple * atr
+    floor = settings.min_stop_cost_multiple * cost * price
+    floored = floor > stop
+    stop = max(stop, floor)
+    return stop, stop * settings.atr_take_profit_multiple / settings.atr_stop_multiple, floored
+
+
+def vol_target_leverage(
+    sigma_horizon: float | None, annual_pct: float, horizon_secs: float, cap: float
+) -> float:
+    """Notional / equity that makes the position's volatility over the horizon the annual target scaled to
+    the horizon (sqrt of time): target_sigma / forecast_sigma, capped at `cap`; 0 without a forecast."""
+    if sigma_horizon is None or not math.isfinite(sigma_horizon) or sigma_horizon <= 0:
+        return 0.0
+    target = annual_pct / 100.0 * math.sqrt(horizon_secs / SECONDS_PER_YEAR)
+    return min(cap, target / sigma_horizon)
+
+
 # ---- the strategy ------------------------------------------------------------------------------------
 
 
@@ -458,6 +571,10 @@ class TrinityStrategy(TargetPositionStrategy):
         self.vectors_seen = 0  # of the Strategist's feature set
         self._vector_deadline_bars = 0  # bars without one vector of our set before it is a config error
         self._median_index: int | None = None
+        self._funding_rate = 0.0  # last settled rate of the instrument (0 until one is seen)
+        self._band_sigma: float | None = None  # the Oracle's volatility forecast at the gate horizon
+        self._bar_secs = config.bar_type.spec.timedelta.total_seconds()
+        self._trade_from_ns = trade_from_ns(config.trade_from)
 
     def indicators(self):
         return [self.atr]
@@ -496,6 +613,9 @@ class TrinityStrategy(TargetPositionStrategy):
             subscribe_bus(self, DataType(Forecast, metadata={"instrument_id": instrument}))
         if config.use_guardian:
             subscribe_bus(self, DataType(Regime, metadata={"instrument_id": instrument}))
+        if config.funding_in_cost:  # what the data engine publishes (backtest: the catalog's funding rates)
+            venue, symbol = config.instrument_id.venue, config.instrument_id.symbol
+            self.msgbus.subscribe(topic=f"data.funding_rates.{venue}.{symbol}", handler=self._on_funding_rate)
 
     def on_bar(self, bar: Bar) -> None:  # the ATR is already updated with this bar
         self.bars_seen += 1
@@ -560,7 +680,10 @@ class TrinityStrategy(TargetPositionStrategy):
             self.last_decision = decision
             self.decisions += 1
             self.outcomes[outcome_kind(ready, proposal, decision)] += 1
-            if decision.target_fraction is not None and self.risk_state["mode"] in STOPPED_MODES:
+            if decision.target_fraction is not None and inputs.ts < self._trade_from_ns:
+                self.outcomes["before trade_from (warm-up)"] += 1
+                self.outcomes["trade"] -= 1
+            elif decision.target_fraction is not None and self.risk_state["mode"] in STOPPED_MODES:
                 self.log.info(f"kill switch {self.risk_state['mode']} at {inputs.ts}: decision not executed")
             elif decision.target_fraction is not None:
                 if self.has_pending_orders():
@@ -580,21 +703,37 @@ class TrinityStrategy(TargetPositionStrategy):
 
     def _gates(self, inputs: BarInputs, held: float) -> GateInputs:
         settings = self.settings
-        median, horizon = None, None
+        median, horizon, clear_long, clear_short, funding = None, None, None, None, 0.0
+        cost = 2 * self.taker_fee + settings.cost_margin_bps / 1e4
+        self._band_sigma = None
         if inputs.forecast is not None:
-            median, horizon = self._forecast_median(inputs.forecast)
+            forecast = inputs.forecast
+            median, horizon = self._forecast_median(forecast)
+            funding = self._funding_rate * horizon * self._bar_secs / FUNDING_PERIOD_SECS
+            row, levels = forecast.values[horizon - 1], forecast.quantiles
+            clear_long = clear_probability(levels, row, cost + funding)
+            clear_short = 1.0 - clear_probability(levels, row, -(cost - funding))
+            self._band_sigma = band_sigma(levels, row)
         regime = inputs.regime
         return GateInputs(
             held=held,
             forecast_median=median,
             horizon_bars=horizon,
-            cost=2 * self.taker_fee + settings.cost_margin_bps / 1e4,
+            cost=cost,
             regime_id=None if regime is None else regime.regime_id,
             risk_scale=1.0 if regime is None else float(regime.risk_scale),
             atr=self.atr.value if self.atr.initialized else None,
             confidence_threshold_pct=settings.confidence_threshold_pct,
             strong_confidence_pct=self.config.strong_confidence_pct,
+            clear_long=clear_long,
+            clear_short=clear_short,
+            min_clear_probability=settings.min_clear_probability,
+            funding=funding,
         )
+
+    def _on_funding_rate(self, update) -> None:
+        """The last settled funding rate: the estimate of the next ones (a long pays a positive rate)."""
+        self._funding_rate = float(update.rate)
 
     def _forecast_median(self, forecast: Forecast) -> tuple[float, int]:
         if self._median_index is None:
@@ -651,18 +790,37 @@ class TrinityStrategy(TargetPositionStrategy):
     def _enter(self, target: float, bar: Bar, gates: GateInputs, tag: str) -> bool:
         settings, instrument = self.settings, self.instrument
         close = bar.close.as_decimal()
-        full = risk_sized_quantity(
-            self.equity(close),
-            close,
-            gates.atr,
-            risk_per_trade_pct=settings.risk_per_trade_pct,
-            risk_scale=gates.risk_scale,
-            atr_stop_multiple=settings.atr_stop_multiple,
-            max_leverage=settings.max_leverage,
-            size_increment=instrument.size_increment.as_decimal(),
-            min_quantity=instrument.min_quantity.as_decimal() if instrument.min_quantity else Decimal(0),
-            max_quantity=instrument.max_quantity.as_decimal() if instrument.max_quantity else None,
-        )
+        price = bar.close.as_double()
+        stop, take, floored = bracket_distances(settings, gates.atr, gates.cost, price)
+        limits = {
+            "size_increment": instrument.size_increment.as_decimal(),
+            "min_quantity": instrument.min_quantity.as_decimal() if instrument.min_quantity else Decimal(0),
+            "max_quantity": instrument.max_quantity.as_decimal() if instrument.max_quantity else None,
+        }
+        if settings.sizing == "vol_target":
+            leverage = vol_target_leverage(
+                self._band_sigma,
+                settings.vol_target_annual_pct,
+                (gates.horizon_bars or 1) * self._bar_secs,
+                settings.max_leverage,
+            )
+            full = quantity_for_notional(
+                equity=self.equity(close),
+                price=close,
+                notional_pct_of_equity=Decimal(repr(100.0 * leverage * min(gates.risk_scale, 1.0))),
+                **limits,
+            )
+        else:
+            full = risk_sized_quantity(
+                self.equity(close),
+                close,
+                stop / settings.atr_stop_multiple,  # the ATR the stop distance implies (floored)
+                risk_per_trade_pct=settings.risk_per_trade_pct,
+                risk_scale=gates.risk_scale,
+                atr_stop_multiple=settings.atr_stop_multiple,
+                max_leverage=settings.max_leverage,
+                **limits,
+            )
         step = instrument.size_increment.as_decimal()
         scale = Decimal(repr(abs(target))) * Decimal(repr(self.risk_state["size_scale"]))  # the kill switches
         quantity = (full * scale / step).to_integral_value(rounding=ROUND_DOWN) * step
@@ -672,13 +830,12 @@ class TrinityStrategy(TargetPositionStrategy):
             self.log.warning(f"entry {_direction(target)} at {bar.ts_event}: size rounds to 0 (equity/ATR)")
             return False
         side = 1.0 if target > 0 else -1.0
-        stop = settings.atr_stop_multiple * gates.atr
-        take = settings.atr_take_profit_multiple * gates.atr
-        price = bar.close.as_double()
         stop_price = instrument.make_price(price - side * stop)
         take_price = instrument.make_price(price + side * take)
         signal, confidence = tag.split("|", 2)[:2]
         prefix, atr_text = f"{signal}|{confidence}|", f"{gates.atr:.1f}"
+        if floored:
+            atr_text += f" (floored at {settings.min_stop_cost_multiple:g} x cost)"
         orders = self.order_factory.bracket(
             instrument_id=self.config.instrument_id,
             order_side=OrderSide.BUY if target > 0 else OrderSide.SELL,

@@ -352,3 +352,21 @@ def download_instruments_command(
         f"; {len(skipped)} listed but not parsable: {', '.join(sorted(skipped)[:10])}" if skipped else ""
     )
     stdout_console.print(listing_table)
+
+
+@data_app.command("resample")
+def resample_command(
+    source: Annotated[Path, typer.Argument(help="kline file (.parquet, .csv or .zip) of the finer interval")],
+    target: Annotated[Path, typer.Argument(help="Parquet file to write (replaced atomically)")],
+    source_interval: Annotated[str, typer.Option("--from", help="interval of SOURCE, e.g. 5m")] = "5m",
+    target_interval: Annotated[str, typer.Option("--to", help="interval to build, e.g. 1h")] = "1h",
+) -> None:
+    """Build klines of a coarser interval (only complete buckets; an hour missing a 5m bar is dropped)."""
+    from qa_engine.data.resample import resample_file
+    result = resample_file(source, target, source_interval, target_interval)  # a QAError exits 2 (main)
+    frame = result.frame
+    stdout_console.print(
+        f"{target}: {result.complete_buckets:,} {target_interval} bars from {result.source_bars:,} "
+        f"{source_interval} bars ({frame['ts_open'].min()} -> {frame['ts_open'].max()} open); "
+        f"{result.incomplete_buckets:,} incomplete buckets dropped"
+    )

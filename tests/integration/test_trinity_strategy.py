@@ -45,7 +45,8 @@ from tests.unit.inference.strategist_artifact import tiny_strategist_artifact
 INSTRUMENT_ID = "BTCUSDT-LINEAR.BYBIT"
 BAR_TYPE = f"{INSTRUMENT_ID}-5-MINUTE-LAST-EXTERNAL"
 STEP_NS = 300_000_000_000
-COST = 2 * 0.0006 + 2e-4  # Bybit taker fee 0.06% twice + the "full" preset's 2 bp margin
+COST = 2 * 0.0006 + 2e-4  # a taker fee of 0.06% twice + the "full" preset's 2 bp margin (the gate tests)
+ENGINE_COST = 2 * 0.00055 + 2e-4  # the sample catalog's Bybit taker fee (0.055%) twice + the 2 bp margin
 STUB = "tests.plugins.stub_signals:StubSignalsActor"
 
 
@@ -474,12 +475,13 @@ def test_backtest_places_brackets_at_atr_distances_tags_every_order_and_leaves_n
         close, atr = prices[entry.ts_init]  # decided at the close of that bar
         side = 1.0 if entry.side == OrderSide.BUY else -1.0
         assert entry.is_closed and float(entry.avg_px) == close  # filled at the decision bar's close
-        assert float(stop.trigger_price) == pytest.approx(close - side * 2.0 * atr, abs=0.05 + 1e-6)
-        assert float(take.price) == pytest.approx(close + side * 3.0 * atr, abs=0.05 + 1e-6)
+        stop_distance = max(2.0 * atr, 2.0 * ENGINE_COST * close)  # the "full" preset's floor: 2 round trips
+        assert float(stop.trigger_price) == pytest.approx(close - side * stop_distance, abs=0.05 + 1e-6)
+        assert float(take.price) == pytest.approx(close + side * 1.5 * stop_distance, abs=0.05 + 1e-6)
         median, _, risk_scale = stub_pattern(stub_config, (entry.ts_init - first_ts) // STEP_NS)
         assert risk_scale > 0 and side * median > COST  # the gates held for every entry
         if index == 0:  # equity is exactly the starting balance: size by hand
-            risk_quantity = 10_000 * 0.02 * risk_scale / (2.0 * atr)
+            risk_quantity = 10_000 * 0.02 * risk_scale / stop_distance
             expected = np.floor(min(risk_quantity, 3 * 10_000 / close) * 1000) / 1000
             assert float(entry.quantity) == pytest.approx(expected, abs=1e-9)
 
