@@ -12,4 +12,5 @@ REGISTRY: dict[str, str] = {
     "macd_stochastic": "strategies.macd_stochastic:MACDStochasticStrategy",
     "trinity": "strategies.trinity:TrinityStrategy",
     "ml_signal": "strategies.ml_signal:MLSignalStrategy",
+    "buy_and_hold": "strategies.buy_and_hold:BuyAndHoldStrategy",
 }

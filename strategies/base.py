@@ -19,11 +19,24 @@ Nautilus' own RiskEngine does no margin check for margin accounts (qa_engine/ris
 The boundary: an exception raised by `decide` or `indicators` is caught, logged with the plug-in's
 name, recorded in `plugin_errors`, and the strategy stops; the backtest then fails with a clear
 PluginError naming the plug-in instead of a traceback from inside the engine.
+
+Volatility targeting (`sizing = "vol_target"`, any strategy): the notional of a position becomes
+notional_pct_of_equity/100 x |fraction| x min(max_leverage, sigma_target_per_bar / sigma_bar) x equity,
+with sigma_target_per_bar = vol_target_annual_pct/100 / sqrt(bars per year of the bar type, 365 days).
+sigma_bar is the standard deviation of one-bar log returns: `vol_source = "realized"` takes the last
+`vol_lookback_bars` returns of the strategy's own bars (no position is taken before that many returns are
+in), `"forecast"` the band of the Oracle's latest Forecast for the instrument (qa_engine.risk.sizing.
+sigma_from_quantiles), realized until one arrives. The wanted size changes every bar: the position is
+re-sized only when it differs from the held one by more than `rebalance_band_pct` % (fees). The risk
+guard's size_scale and max_position apply on top. `sizing = "fixed"` (the default) is the plain share of
+equity above.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections import deque
 from decimal import Decimal
 
 from nautilus_trader.config import NonNegativeFloat
@@ -33,6 +46,7 @@ from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.indicators import Indicator
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.data import BarType
+from nautilus_trader.model.data import DataType
 from nautilus_trader.model.enums import OrderSide
 from nautilus_trader.model.enums import PriceType
 from nautilus_trader.model.events import OrderDenied
@@ -44,10 +58,18 @@ from qa_engine.risk.kill_switches import LIMITS_CACHE_KEY as RISK_LIMITS_CACHE_K
 from qa_engine.risk.kill_switches import STATE_CACHE_KEY as RISK_STATE_CACHE_KEY
 from qa_engine.risk.kill_switches import STATE_TOPIC as RISK_STATE_TOPIC
 from qa_engine.risk.margin import check_initial_margin
+from qa_engine.risk.sizing import bars_per_year
+from qa_engine.risk.sizing import outside_band
 from qa_engine.risk.sizing import quantity_for_notional
+from qa_engine.risk.sizing import realized_sigma
+from qa_engine.risk.sizing import sigma_from_quantiles
+from qa_engine.risk.sizing import vol_target_leverage
 from qa_engine.signals import Decision
+from qa_engine.signals import Forecast
 
 STOPPED_MODES = ("reducing", "halted")  # the risk guard's modes in which no new position is taken
+SIZINGS = ("fixed", "vol_target")
+VOL_SOURCES = ("realized", "forecast")
 
 
 class TargetPositionStrategyConfig(StrategyConfig, frozen=True):
@@ -55,12 +77,35 @@ class TargetPositionStrategyConfig(StrategyConfig, frozen=True):
     bar_type: BarType
     notional_pct_of_equity: PositiveFloat = 100.0  # notional of a full (fraction 1.0) position
     confidence_threshold_pct: NonNegativeFloat = 0.0  # decisions below it are ignored
+    # Sizing (module docstring): "fixed" share of equity, or "vol_target" (the fields below).
+    sizing: str = "fixed"
+    vol_target_annual_pct: float = 20.0  # annualised volatility of the position's returns aimed at
+    vol_source: str = "realized"  # "realized" (own bars) or "forecast" (the Oracle's Forecast band)
+    vol_lookback_bars: int = 48  # one-bar log returns in the realized sigma
+    max_leverage: float = 3.0  # cap of the vol-target notional, as a multiple of equity
+    rebalance_band_pct: float = 25.0  # re-size only when the wanted size differs by more than this
 
     def __post_init__(self) -> None:
         if self.bar_type.instrument_id != self.instrument_id:
             raise ValueError(f"bar_type {self.bar_type} is not a bar of {self.instrument_id}")
         if self.confidence_threshold_pct > 100:
             raise ValueError(f"confidence_threshold_pct must be <= 100, got {self.confidence_threshold_pct}")
+        if self.sizing not in SIZINGS:
+            raise ValueError(f"sizing must be one of {', '.join(SIZINGS)}, got '{self.sizing}'")
+        if self.vol_source not in VOL_SOURCES:
+            raise ValueError(f"vol_source must be one of {', '.join(VOL_SOURCES)}, got '{self.vol_source}'")
+        for field in ("vol_target_annual_pct", "max_leverage"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{field} must be a positive number, got {value}")
+        if not (math.isfinite(self.rebalance_band_pct) and 0 <= self.rebalance_band_pct < 100):
+            raise ValueError(f"rebalance_band_pct must be in [0, 100), got {self.rebalance_band_pct}")
+        if self.vol_lookback_bars < 2:
+            raise ValueError(f"vol_lookback_bars must be >= 2, got {self.vol_lookback_bars}")
+        if self.sizing == "vol_target" and not self.bar_type.spec.is_time_aggregated():
+            raise ValueError(
+                f"sizing 'vol_target' needs time bars (bars per year), bar_type is {self.bar_type}"
+            )
 
 
 class TargetPositionStrategy(Strategy):
@@ -79,6 +124,20 @@ class TargetPositionStrategy(Strategy):
         self.max_position: Decimal | None = None  # [risk.limits] of the run config, via the risk guard
         self.risk_per_trade_pct: float | None = None
         self.max_notional_per_order: Decimal | None = None
+        # vol targeting (sizing = "vol_target"): closes for the realized sigma, the Forecast's sigma.
+        # Read with defaults: a strategy with a config of its own (trinity) sizes "fixed".
+        self.vol_target = getattr(config, "sizing", "fixed") == "vol_target"
+        self._vol_lookback = getattr(config, "vol_lookback_bars", 48)
+        self._closes: deque[float] = deque(maxlen=self._vol_lookback + 1)
+        self.forecast_sigma: float | None = None
+        self._fallback_logged = False
+        self.last_sigma: float | None = None  # sigma_bar of the last sizing
+        self.last_vol_leverage: float | None = None  # its min(max_leverage, target / sigma_bar)
+        self._bars_per_year = (
+            bars_per_year(config.bar_type.spec.timedelta.total_seconds())
+            if config.bar_type.spec.is_time_aggregated()
+            else None
+        )
 
     # --- hooks for plug-in authors -------------------------------------------------------------
 
@@ -111,11 +170,18 @@ class TargetPositionStrategy(Strategy):
         max_notional = (limits.get("max_notional_per_order") or {}).get(self.config.instrument_id.value)
         self.max_notional_per_order = Decimal(max_notional) if max_notional is not None else None
         self.msgbus.subscribe(topic=RISK_STATE_TOPIC, handler=self.on_risk_state)
+        if self.vol_target and self.config.vol_source == "forecast":
+            # Own handler, not on_data: subclasses (ml_signal, trinity) keep their on_data.
+            forecasts = DataType(Forecast, metadata={"instrument_id": self.config.instrument_id.value})
+            self.msgbus.subscribe(topic=f"data.{forecasts.topic}", handler=self.on_forecast)
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
         if self.plugin_errors:
             return
+        vol_target = self.vol_target
+        if vol_target:
+            self._closes.append(float(bar.close))
         if not self._warm:  # indicators stay initialized once they are (until a reset and restart)
             if not all(indicator.initialized for indicator in self._indicators):
                 return
@@ -129,11 +195,23 @@ class TargetPositionStrategy(Strategy):
         if decision.target_fraction is None or decision.confidence_pct < self.config.confidence_threshold_pct:
             return
         current = self.signed_position_quantity()
-        if decision.target_fraction == self._held_fraction and (
+        same_target = decision.target_fraction == self._held_fraction and (
             current != 0 or decision.target_fraction == 0
-        ):
-            return  # same target as the position held: no re-sizing on every bar
+        )
+        if not vol_target:
+            if same_target:
+                return  # same target as the position held: no re-sizing on every bar
+            target = self.target_quantity(bar.close.as_decimal(), decision.target_fraction)
+            self._held_fraction = decision.target_fraction
+            self.trade_towards(target, current, decision)
+            return
+        if same_target and decision.target_fraction == 0:
+            return
+        if decision.target_fraction != 0 and self.vol_scale() is None:
+            return  # no sigma yet (fewer than vol_lookback_bars returns): no position
         target = self.target_quantity(bar.close.as_decimal(), decision.target_fraction)
+        if same_target and not outside_band(target, current, self.config.rebalance_band_pct):
+            return  # within the rebalance band: keep the position (fees)
         self._held_fraction = decision.target_fraction
         self.trade_towards(target, current, decision)
 
@@ -155,7 +233,47 @@ class TargetPositionStrategy(Strategy):
             self.cancel_all_orders(self.config.instrument_id)
             self.close_all_positions(self.config.instrument_id, reduce_only=True)
 
+    def on_forecast(self, forecast: Forecast) -> None:
+        """The Oracle's Forecast for the instrument: the per-bar sigma its band implies at the horizon."""
+        if forecast.instrument_id != self.config.instrument_id or forecast.horizon_bars < 1:
+            return
+        sigma = sigma_from_quantiles(forecast.quantiles, forecast.values[-1], forecast.horizon_bars)
+        if sigma is not None:
+            self.forecast_sigma = sigma
+
     # --- helpers -------------------------------------------------------------------------------
+
+    def sigma_bar(self) -> float | None:
+        """Standard deviation of one-bar log returns for vol targeting: the Forecast's while one has come
+        (vol_source "forecast"), else realized over the last vol_lookback_bars returns (None before)."""
+        if self.config.vol_source == "forecast":
+            if self.forecast_sigma is not None:
+                return self.forecast_sigma
+            if not self._fallback_logged:
+                self._fallback_logged = True
+                self.log.warning(
+                    f"vol_source 'forecast': no Forecast for {self.config.instrument_id} yet, "
+                    "sizing on the realized sigma until one arrives"
+                )
+        if len(self._closes) <= self._vol_lookback:
+            return None
+        return realized_sigma(self._closes)
+
+    def vol_scale(self) -> float | None:
+        """min(max_leverage, sigma_target_per_bar / sigma_bar); 1.0 with fixed sizing; None without sigma."""
+        if not self.vol_target:
+            return 1.0
+        sigma = self.sigma_bar()
+        if sigma is None:
+            return None
+        self.last_sigma = sigma
+        self.last_vol_leverage = vol_target_leverage(
+            sigma,
+            self.config.vol_target_annual_pct / 100,
+            self._bars_per_year,
+            self.config.max_leverage,
+        )
+        return self.last_vol_leverage
 
     def _guarded(self, hook: str, function, *args):
         try:
@@ -192,12 +310,18 @@ class TargetPositionStrategy(Strategy):
         return balance + unrealised
 
     def target_quantity(self, price: Decimal, fraction: float) -> Decimal:
+        notional_pct = (
+            Decimal(str(self.config.notional_pct_of_equity))
+            * Decimal(str(abs(fraction)))
+            * Decimal(str(self.risk_state["size_scale"]))
+        )
+        if self.vol_target and fraction != 0:
+            scale = self.vol_scale()
+            notional_pct *= Decimal(str(scale)) if scale is not None else Decimal(0)
         size = quantity_for_notional(
             equity=self.equity(price),
             price=price,
-            notional_pct_of_equity=Decimal(str(self.config.notional_pct_of_equity))
-            * Decimal(str(abs(fraction)))
-            * Decimal(str(self.risk_state["size_scale"])),
+            notional_pct_of_equity=notional_pct,
             size_increment=self.instrument.size_increment.as_decimal(),
             min_quantity=self.instrument.min_quantity.as_decimal()
             if self.instrument.min_quantity
