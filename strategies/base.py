@@ -37,6 +37,8 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
+from datetime import UTC
+from datetime import datetime
 from decimal import Decimal
 
 from nautilus_trader.config import NonNegativeFloat
@@ -67,6 +69,20 @@ from qa_engine.risk.sizing import vol_target_leverage
 from qa_engine.signals import Decision
 from qa_engine.signals import Forecast
 
+
+def trade_from_ns(text: str | None) -> int:
+    """`trade_from` as UNIX nanoseconds (0 when not set); a time without a zone is UTC."""
+    if text is None:
+        return 0
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"trade_from must be an ISO time like 2026-01-01T00:00:00Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000
+
+
 STOPPED_MODES = ("reducing", "halted")  # the risk guard's modes in which no new position is taken
 SIZINGS = ("fixed", "vol_target")
 VOL_SOURCES = ("realized", "forecast")
@@ -84,6 +100,9 @@ class TargetPositionStrategyConfig(StrategyConfig, frozen=True):
     vol_lookback_bars: int = 48  # one-bar log returns in the realized sigma
     max_leverage: float = 3.0  # cap of the vol-target notional, as a multiple of equity
     rebalance_band_pct: float = 25.0  # re-size only when the wanted size differs by more than this
+    # ISO time (e.g. "2026-01-01T00:00:00Z"): bars before it only warm up the indicators; no decision is
+    # acted on before it (walk-forward tests trade their test range only, warmed up on the bars before).
+    trade_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.bar_type.instrument_id != self.instrument_id:
@@ -100,6 +119,7 @@ class TargetPositionStrategyConfig(StrategyConfig, frozen=True):
                 raise ValueError(f"{field} must be a positive number, got {value}")
         if not (math.isfinite(self.rebalance_band_pct) and 0 <= self.rebalance_band_pct < 100):
             raise ValueError(f"rebalance_band_pct must be in [0, 100), got {self.rebalance_band_pct}")
+        trade_from_ns(self.trade_from)  # a malformed time fails here, naming the field
         if self.vol_lookback_bars < 2:
             raise ValueError(f"vol_lookback_bars must be >= 2, got {self.vol_lookback_bars}")
         if self.sizing == "vol_target" and not self.bar_type.spec.is_time_aggregated():
@@ -124,6 +144,7 @@ class TargetPositionStrategy(Strategy):
         self.max_position: Decimal | None = None  # [risk.limits] of the run config, via the risk guard
         self.risk_per_trade_pct: float | None = None
         self.max_notional_per_order: Decimal | None = None
+        self._trade_from_ns = trade_from_ns(getattr(config, "trade_from", None))
         # vol targeting (sizing = "vol_target"): closes for the realized sigma, the Forecast's sigma.
         # Read with defaults: a strategy with a config of its own (trinity) sizes "fixed".
         self.vol_target = getattr(config, "sizing", "fixed") == "vol_target"
@@ -186,6 +207,8 @@ class TargetPositionStrategy(Strategy):
             if not all(indicator.initialized for indicator in self._indicators):
                 return
             self._warm = True
+        if bar.ts_event < self._trade_from_ns:
+            return
         if self.has_pending_orders() or self.risk_state["mode"] in STOPPED_MODES:
             return
         decision = self._guarded("decide", self.decide, bar)

@@ -85,8 +85,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import fields
-from datetime import UTC
-from datetime import datetime
 from decimal import ROUND_DOWN
 from decimal import Decimal
 from pathlib import Path
@@ -106,7 +104,10 @@ from qa_engine.features.io import nautilus_bar_spec
 from qa_engine.inference.strategist import PolicyAction
 from qa_engine.inference.strategist import StrategistPolicy
 from qa_engine.lifecycle import stop_after_start
+from qa_engine.risk.sizing import bars_per_year
 from qa_engine.risk.sizing import quantity_for_notional
+from qa_engine.risk.sizing import sigma_from_quantiles
+from qa_engine.risk.sizing import vol_target_leverage
 from qa_engine.signals import INFERENCE_TOPIC
 from qa_engine.signals import Action
 from qa_engine.signals import Decision
@@ -120,6 +121,7 @@ from qa_engine.signals import hold
 from qa_engine.signals import subscribe_bus
 from strategies.base import STOPPED_MODES
 from strategies.base import TargetPositionStrategy
+from strategies.base import trade_from_ns
 
 # ---- presets -------------------------------------------------------------------------------------
 
@@ -151,7 +153,6 @@ PRESETS: dict[str, TrinitySettings] = {
 SIZINGS = ("risk", "vol_target")
 MAX_LEVERAGE = 10.0  # risk policy (REQUIREMENTS.md)
 FUNDING_PERIOD_SECS = 8 * 3600  # Bybit and Binance settle perpetual funding every 8 hours
-SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades every day
 
 
 class TrinityStrategyConfig(StrategyConfig, frozen=True):
@@ -225,19 +226,6 @@ class TrinityStrategyConfig(StrategyConfig, frozen=True):
             explicit = getattr(self, item.name)
             values[item.name] = getattr(preset, item.name) if explicit is None else explicit
         return TrinitySettings(**values)
-
-
-def trade_from_ns(text: str | None) -> int:
-    """`trade_from` as UNIX nanoseconds (0 when not set); a naive time is UTC."""
-    if text is None:
-        return 0
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"trade_from must be an ISO time like 2026-01-01T00:00:00Z, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1_000_000_000
 
 
 # ---- pure logic: join, gates, sizing ---------------------------------------------------------------
@@ -334,17 +322,6 @@ def clear_probability(levels: np.ndarray, values: np.ndarray, threshold: float) 
     else:
         cdf = float(np.interp(threshold, x, p))
     return float(min(1.0, max(0.0, 1.0 - cdf)))
-
-
-def band_sigma(levels: np.ndarray, values: np.ndarray) -> float:
-    """The standard deviation a normal distribution would need for the forecast's outermost quantile
-    pair (e.g. q0.05 .. q0.95): the Oracle's volatility forecast at that horizon (log units)."""
-    from statistics import NormalDist
-
-    low, high = int(np.argmin(levels)), int(np.argmax(levels))
-    normal = NormalDist()
-    spread = normal.inv_cdf(float(levels[high])) - normal.inv_cdf(float(levels[low]))
-    return float(max(values[high] - values[low], 0.0) / spread) if spread > 0 else 0.0
 
 
 def _sign(value: float) -> int:
@@ -524,17 +501,6 @@ def bracket_distances(
     return stop, stop * settings.atr_take_profit_multiple / settings.atr_stop_multiple, floored
 
 
-def vol_target_leverage(
-    sigma_horizon: float | None, annual_pct: float, horizon_secs: float, cap: float
-) -> float:
-    """Notional / equity that makes the position's volatility over the horizon the annual target scaled to
-    the horizon (sqrt of time): target_sigma / forecast_sigma, capped at `cap`; 0 without a forecast."""
-    if sigma_horizon is None or not math.isfinite(sigma_horizon) or sigma_horizon <= 0:
-        return 0.0
-    target = annual_pct / 100.0 * math.sqrt(horizon_secs / SECONDS_PER_YEAR)
-    return min(cap, target / sigma_horizon)
-
-
 # ---- the strategy ------------------------------------------------------------------------------------
 
 
@@ -572,7 +538,9 @@ class TrinityStrategy(TargetPositionStrategy):
         self._vector_deadline_bars = 0  # bars without one vector of our set before it is a config error
         self._median_index: int | None = None
         self._funding_rate = 0.0  # last settled rate of the instrument (0 until one is seen)
-        self._band_sigma: float | None = None  # the Oracle's volatility forecast at the gate horizon
+        self._bar_sigma: float | None = (
+            None  # the Oracle's volatility forecast (per bar, at the gate horizon)
+        )
         self._bar_secs = config.bar_type.spec.timedelta.total_seconds()
         self._trade_from_ns = trade_from_ns(config.trade_from)
 
@@ -705,7 +673,7 @@ class TrinityStrategy(TargetPositionStrategy):
         settings = self.settings
         median, horizon, clear_long, clear_short, funding = None, None, None, None, 0.0
         cost = 2 * self.taker_fee + settings.cost_margin_bps / 1e4
-        self._band_sigma = None
+        self._bar_sigma = None
         if inputs.forecast is not None:
             forecast = inputs.forecast
             median, horizon = self._forecast_median(forecast)
@@ -713,7 +681,7 @@ class TrinityStrategy(TargetPositionStrategy):
             row, levels = forecast.values[horizon - 1], forecast.quantiles
             clear_long = clear_probability(levels, row, cost + funding)
             clear_short = 1.0 - clear_probability(levels, row, -(cost - funding))
-            self._band_sigma = band_sigma(levels, row)
+            self._bar_sigma = sigma_from_quantiles(levels, row, horizon)
         regime = inputs.regime
         return GateInputs(
             held=held,
@@ -798,11 +766,16 @@ class TrinityStrategy(TargetPositionStrategy):
             "max_quantity": instrument.max_quantity.as_decimal() if instrument.max_quantity else None,
         }
         if settings.sizing == "vol_target":
-            leverage = vol_target_leverage(
-                self._band_sigma,
-                settings.vol_target_annual_pct,
-                (gates.horizon_bars or 1) * self._bar_secs,
-                settings.max_leverage,
+            sigma = self._bar_sigma
+            leverage = (
+                0.0
+                if sigma is None
+                else vol_target_leverage(
+                    sigma,
+                    settings.vol_target_annual_pct / 100.0,
+                    bars_per_year(self._bar_secs),
+                    settings.max_leverage,
+                )
             )
             full = quantity_for_notional(
                 equity=self.equity(close),

@@ -1,9 +1,8 @@
 """Trinity's cost-aware pieces (issue 18): the probability gate read from the forecast's quantiles, the
-stop floor in round-trip costs, and volatility-targeted sizing from the Oracle's band."""
+stop floor in round-trip costs, vol-target sizing needing the Oracle (its math: tests/unit/risk/)."""
 
 from __future__ import annotations
 
-import math
 from statistics import NormalDist
 
 import numpy as np
@@ -14,11 +13,9 @@ from hypothesis import strategies as st
 
 from strategies.trinity import PRESETS
 from strategies.trinity import GateInputs
-from strategies.trinity import band_sigma
 from strategies.trinity import bracket_distances
 from strategies.trinity import clear_probability
 from strategies.trinity import forecast_allows
-from strategies.trinity import vol_target_leverage
 
 LEVELS7 = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
 
@@ -98,31 +95,12 @@ def test_a_lower_probability_bar_opens_on_a_wide_band_but_only_in_the_direction_
     assert clear_probability(LEVELS7, values, cost + 0.0005) < common["clear_long"]
 
 
-def test_band_sigma_recovers_the_normal_sigma_from_the_outer_quantiles():
-    assert band_sigma(LEVELS7, normal_quantiles(0.002, 0.0123)) == pytest.approx(0.0123, rel=1e-9)
-    assert band_sigma(
-        np.array([0.1, 0.5, 0.9]), normal_quantiles(0.0, 0.01, [0.1, 0.5, 0.9])
-    ) == pytest.approx(0.01)
-
-
 def test_stops_are_never_inside_the_round_trip_cost_and_the_take_profit_keeps_its_ratio():
     full = PRESETS["full"]  # 2 ATR stop, 3 ATR take-profit, floor 2 round trips
     stop, take, floored = bracket_distances(full, atr=50.0, cost=0.0014, price=100_000.0)
     assert floored and stop == pytest.approx(2 * 0.0014 * 100_000) and take == pytest.approx(1.5 * stop)
     stop, take, floored = bracket_distances(full, atr=500.0, cost=0.0014, price=100_000.0)
     assert not floored and stop == 1000.0 and take == 1500.0
-
-
-def test_vol_target_leverage_scales_inversely_with_the_forecast_band_and_is_capped():
-    horizon = 12 * 3600.0
-    target = 0.30 * math.sqrt(horizon / (365 * 24 * 3600))  # 30 % a year over 12 hours: ~1.11 %
-    assert vol_target_leverage(0.02, 30.0, horizon, 3.0) == pytest.approx(target / 0.02)
-    assert vol_target_leverage(0.01, 30.0, horizon, 3.0) == pytest.approx(2 * target / 0.02)
-    assert vol_target_leverage(0.001, 30.0, horizon, 3.0) == 3.0  # capped
-    assert (
-        vol_target_leverage(None, 30.0, horizon, 3.0) == 0.0
-        and vol_target_leverage(0.0, 30.0, horizon, 3.0) == 0.0
-    )
 
 
 def test_vol_target_sizing_needs_the_oracle():
