@@ -16,6 +16,7 @@ from qa_engine.cli.features import features_app
 from qa_engine.cli.live import live_app
 from qa_engine.cli.new import new_app
 from qa_engine.cli.parity import parity_command
+from qa_engine.cli.research import research_app
 from qa_engine.cli.signals import signals_app
 from qa_engine.cli.sweep import sweep_command
 from qa_engine.cli.train import train_app
@@ -38,6 +39,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(live_app, name="live")
 app.add_typer(train_app, name="train")
 app.add_typer(new_app, name="new")
+app.add_typer(research_app, name="research")
 app.add_typer(signals_app, name="signals")
 app.add_typer(venue_app, name="venue")
 app.command("parity")(parity_command)
