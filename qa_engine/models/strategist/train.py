@@ -46,6 +46,7 @@ from qa_engine.contract.policy_context import StateTransform
 from qa_engine.contract.policy_context import action_positions
 from qa_engine.contract.policy_context import state_transform_for
 from qa_engine.contract.strategist import StrategistSection
+from qa_engine.data.klines import interval_text
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.features.spec import FeatureSet
@@ -524,8 +525,7 @@ def write_strategist_manifest(
     from qa_engine.contract.manifest import code_version
     from qa_engine.contract.manifest import utc_now
 
-    interval_secs = interval_ns // 1_000_000_000
-    interval = f"{interval_secs // 60}m" if interval_secs % 60 == 0 else f"{interval_secs}s"
+    interval = interval_text(interval_ns)  # "5m", "1h": the names the feeds and the other manifests use
     commit, dirty = code_version()
     records = {
         "schema_version": 1,
