@@ -147,6 +147,8 @@ def run_oracle_stage(
             "TFT pinball (bp)": f"{pooled['tft']['pinball_mean'] * 1e4:.3f}",
             "best baseline pinball (bp)": f"{best_baseline * 1e4:.3f}",
             "TFT coverage": f"{pooled['tft']['coverage']:.3f}",
+            "skill vs strongest baseline": f"{outcome.report['tft_skill_vs_strongest_baseline']:+.2%} "
+            f"({outcome.report['strongest_baseline']})",
             "minutes": f"{outcome.secs / 60:.1f}",
         },
         outcome.secs,
