@@ -122,6 +122,11 @@ def run_guardian_stage(
     }
     for pair, entry in outcome.report.get("stability", {}).get("pairs", {}).items():
         summary[f"ARI {pair}"] = f"{entry['guardian_reported']['adjusted_rand_index']:.3f}"
+    for key, item in outcome.report.get("skill_vs_strongest_baseline", {}).items():
+        summary[f"{key} vs strongest baseline"] = (
+            f"{item['guardian']:.3f} vs {item['baseline']:.3f} "
+            f"({item['strongest_baseline']}, {item['skill']:+.0%})"
+        )
     summary["minutes"] = f"{outcome.secs / 60:.1f}"
     return StageResult("guardian", run_dir, summary, outcome.secs)
 
