@@ -89,15 +89,16 @@ def ewma_variance(returns: np.ndarray, series_id: np.ndarray, lam: float = EWMA_
 
 
 def _carry_forward(values: np.ndarray, returns: np.ndarray, series_id: np.ndarray) -> np.ndarray:
-    """Rows whose own return is undefined (right after a gap) take the last value of their series."""
+    """Rows whose own return is undefined (right after a gap) take the value of the last row of their
+    series, at or before them, that has a return (NaN if none); `values` is (N,) or (N, H)."""
+    count = len(returns)
+    own = np.isfinite(returns)
+    last = np.maximum.accumulate(np.where(own, np.arange(count), -1))  # last row <= t with a return
+    source = np.clip(last, 0, None)
+    ok = ~own & (last >= 0) & (series_id[source] == series_id)
     out = values.copy()
-    for s in np.unique(series_id):
-        rows = np.flatnonzero(series_id == s)
-        last = np.nan
-        for row in rows[~np.isfinite(returns[rows])]:
-            earlier = rows[(rows < row) & np.isfinite(out[rows])]
-            last = out[earlier[-1]] if len(earlier) else np.nan
-            out[row] = last
+    out[~own] = np.nan
+    out[ok] = values[source[ok]]
     return out
 
 
@@ -126,9 +127,7 @@ def garch_variance_paths(
         forecast = model.fix(params).forecast(horizon=horizon_bars, start=0, method="analytic", reindex=False)
         variance = np.asarray(forecast.variance, dtype=np.float64) / GARCH_SCALE**2  # (len(rows), H)
         out[rows[BURN_IN:]] = variance[BURN_IN:]
-    for k in range(horizon_bars):
-        out[:, k] = _carry_forward(out[:, k], returns, series_id)
-    return out
+    return _carry_forward(out, returns, series_id)
 
 
 def garch_conditional_variance(returns: np.ndarray, params: np.ndarray) -> np.ndarray:
