@@ -9,7 +9,14 @@ Baselines, all fitted on the fold's training labels only:
 - zero_median: median 0; other quantiles = the training labels' quantiles per horizon step;
 - historical_quantiles: every quantile = the training labels' quantile per horizon step;
 - persistence: the last k-bar return ln(close[t] / close[t-k]) as the median for step k, with the
-  training quantiles' offsets from their median as bands.
+  training quantiles' offsets from their median as bands;
+- vol_rolling_48, vol_rolling_288, vol_ewma, garch_11: centre 0, bands scaled by a causal volatility
+  forecast (rolling, RiskMetrics EWMA, GARCH(1,1) fitted on the training returns); see
+  `volatility_baselines`.
+
+The report gives the TFT's pinball skill, 1 - TFT / baseline, against every baseline (pooled and per
+horizon step) and against the strongest one (the lowest pooled pinball loss of the test windows:
+choosing it on the test windows favours the baselines, never the model).
 
 Windows overlap (one per bar), so neighbouring errors are strongly correlated: counts overstate the
 effective sample size. Directional accuracy is therefore also given on non-overlapping windows
@@ -28,6 +35,7 @@ import numpy as np
 
 from qa_engine.models.data import WindowedDataset
 from qa_engine.models.data import iso
+from qa_engine.models.volatility_baselines import volatility_forecasts
 
 LEAKAGE_SUSPICION_ACCURACY = 0.60  # directional accuracy above this out of sample: hunt for leakage first
 
@@ -50,7 +58,8 @@ def baseline_forecasts(
         zero = historical - centre[None, :, None]
     past = target.past_returns[target.ends]  # (N, H)
     persistence = past[:, :, None] + (levels - centre[:, None])[None]  # (N, H, Q)
-    return {"zero_median": zero, "historical_quantiles": historical, "persistence": persistence}
+    naive = {"zero_median": zero, "historical_quantiles": historical, "persistence": persistence}
+    return {**naive, **volatility_forecasts(train, target, quantiles)}
 
 
 def realised_returns(dataset: WindowedDataset) -> np.ndarray:
@@ -176,6 +185,8 @@ def evaluate_folds(
     }
     tft = pooled["tft"]["pinball_mean"]
     skill = {name: 1.0 - tft / pooled[name]["pinball_mean"] for name in names if name != "tft"}
+    skill_by_step = {name: pinball_skill(pooled["tft"], pooled[name]) for name in names if name != "tft"}
+    strongest = strongest_baseline(pooled)
     accuracy = pooled["tft"]["directional"][0]["accuracy"]
     importance: dict[str, float] = {}
     for fold in folds:
@@ -188,9 +199,33 @@ def evaluate_folds(
         "folds": per_fold,
         "pooled": pooled,
         "tft_skill_vs_baselines": skill,
+        "tft_skill_vs_baselines_by_step": skill_by_step,
+        "strongest_baseline": strongest,
+        "tft_skill_vs_strongest_baseline": skill[strongest],
+        "tft_skill_vs_strongest_baseline_by_step": skill_by_step[strongest],
         "leakage_suspected": bool(accuracy > LEAKAGE_SUSPICION_ACCURACY),
         "variable_importance": dict(sorted(importance.items(), key=lambda item: -item[1])),
     }
+
+
+def strongest_baseline(pooled: dict[str, Any], model: str = "tft") -> str:
+    """The baseline with the lowest pooled mean pinball loss (ties: the first listed)."""
+    baselines = [name for name in pooled if name != model]
+    return min(baselines, key=lambda name: pooled[name]["pinball_mean"])
+
+
+def pinball_skill(model: dict[str, Any], baseline: dict[str, Any]) -> list[float]:
+    """(H,) 1 - model / baseline pinball loss per horizon step, from two `summarise` results."""
+    return [
+        1.0 - m / b if b > 0 else float("nan")
+        for m, b in zip(model["pinball_by_step"], baseline["pinball_by_step"], strict=True)
+    ]
+
+
+def strongest_baseline_line(report: dict[str, Any]) -> str:
+    """'Skill against the strongest baseline (garch_11): +1.23% pinball' from a report (or its JSON)."""
+    name, skill = report["strongest_baseline"], report["tft_skill_vs_strongest_baseline"]
+    return f"Skill against the strongest baseline ({name}): {skill:+.2%} pinball"
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -246,6 +281,21 @@ def render_markdown(report: dict[str, Any], header: str) -> str:
         + ", ".join(f"{name} {value:+.2%}" for name, value in skill.items())
         + "."
     )
+    lines.append("")
+    by_step = report["tft_skill_vs_strongest_baseline_by_step"]
+    lines.append(
+        f"**{strongest_baseline_line(report)}** (pooled); per horizon step 1..{horizon}: "
+        + ", ".join(f"{value:+.1%}" for value in by_step)
+        + "."
+    )
+    lines.append("")
+    lines.append("TFT pinball skill per horizon step against every baseline (1 - TFT / baseline):")
+    lines.append("")
+    lines.append("| baseline | " + " | ".join(f"h={k}" for k in range(1, horizon + 1)) + " | pooled |")
+    lines.append("|" + "---|" * (horizon + 2))
+    for name, values in report["tft_skill_vs_baselines_by_step"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:+.1%}" for v in values) + f" | {skill[name]:+.2%} |")
+    lines.append("")
     tft_directions = pooled["tft"]["directional"]
     d1, _, dh = tft_directions
     lines.append(

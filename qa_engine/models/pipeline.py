@@ -122,6 +122,11 @@ def run_guardian_stage(
     }
     for pair, entry in outcome.report.get("stability", {}).get("pairs", {}).items():
         summary[f"ARI {pair}"] = f"{entry['guardian_reported']['adjusted_rand_index']:.3f}"
+    for key, item in outcome.report.get("skill_vs_strongest_baseline", {}).items():
+        summary[f"{key} vs strongest baseline"] = (
+            f"{item['guardian']:.3f} vs {item['baseline']:.3f} "
+            f"({item['strongest_baseline']}, {item['skill']:+.0%})"
+        )
     summary["minutes"] = f"{outcome.secs / 60:.1f}"
     return StageResult("guardian", run_dir, summary, outcome.secs)
 
@@ -147,6 +152,8 @@ def run_oracle_stage(
             "TFT pinball (bp)": f"{pooled['tft']['pinball_mean'] * 1e4:.3f}",
             "best baseline pinball (bp)": f"{best_baseline * 1e4:.3f}",
             "TFT coverage": f"{pooled['tft']['coverage']:.3f}",
+            "skill vs strongest baseline": f"{outcome.report['tft_skill_vs_strongest_baseline']:+.2%} "
+            f"({outcome.report['strongest_baseline']})",
             "minutes": f"{outcome.secs / 60:.1f}",
         },
         outcome.secs,

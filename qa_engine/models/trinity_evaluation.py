@@ -654,6 +654,7 @@ def plot_equity(strategist: dict[str, Any], path: Path, title: str) -> Path:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    from qa_engine.models.evaluation import strongest_baseline_line
     from qa_engine.models.guardian.report import regime_table
     from qa_engine.models.guardian.report import stability_lines
 
@@ -726,6 +727,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             + f". Direction at h=1: {_fmt(d1['accuracy'], '.3f')} "
             f"(95% CI {_fmt(d1['ci95'][0], '.3f')}-{_fmt(d1['ci95'][1], '.3f')}).",
         ]
+        if "strongest_baseline" in oracle["metrics"]:
+            lines += ["", strongest_baseline_line(oracle["metrics"]) + "."]
         check = oracle.get("stage_report")
         if check:
             lines.append(

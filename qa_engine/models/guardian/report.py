@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from qa_engine.models.guardian.baseline import strongest_baseline_line
 from qa_engine.models.guardian.regimes import run_bounds
 
 BARS_PER_YEAR_5M = 365 * 24 * 12
@@ -241,6 +242,7 @@ def stability_lines(stability: dict[str, Any]) -> list[str]:
             ("Guardian, after persistence", "guardian_reported"),
             ("Guardian, raw (nearest centroid)", "guardian_raw"),
             ("naive: realised_volatility_20 quartiles", "volatility_quartiles_baseline"),
+            ("naive: window realised-volatility quartiles", "rv_quartiles_baseline"),
         ):
             if name in entry:
                 item = entry[name]
@@ -249,6 +251,25 @@ def stability_lines(stability: dict[str, Any]) -> list[str]:
                     f"{item['matched_agreement']:.3f} |"
                 )
     return lines
+
+
+def separation_lines(separation: dict[str, Any]) -> list[str]:
+    """Markdown: how well each labelling separates the future realised volatility (`fold_separation`)."""
+    horizon = next(iter(separation.values()))["horizon_bars"]
+    lines = [
+        f"Separation of the realised volatility of the next {horizon} bars (eta^2 of its log explained by "
+        "the label; spread = highest / lowest regime mean):",
+        "",
+        "| labelling | bars | eta^2 | spread | mean future vol per regime (bp/bar) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, item in separation.items():
+        means = " / ".join(_number(value * 1e4, 2) for value in item["mean_future_vol_by_regime"])
+        lines.append(
+            f"| {name} | {item['bars']:,} | {_number(item['eta_squared'], 3)} | "
+            f"{_number(item['spread'], 2)} | {means} |"
+        )
+    return [*lines, ""]
 
 
 def render_regime_markdown(report: dict[str, Any]) -> str:
@@ -305,9 +326,14 @@ def render_regime_markdown(report: dict[str, Any]) -> str:
             for feature, values in means.items():
                 lines.append(f"| {feature} | " + " | ".join(_number(v, 4) for v in values) + " |")
             lines.append("")
+        if "separation" in fold:
+            lines += separation_lines(fold["separation"])
         lines += [f"![regimes]({fold['plot']})", ""]
     if "stability" in report:
         lines += ["## Stability between folds", "", *stability_lines(report["stability"]), ""]
+    skill_line = strongest_baseline_line(report.get("skill_vs_strongest_baseline") or {})
+    if skill_line:
+        lines += ["## Against the naive baselines", "", f"**{skill_line}.**", ""]
     parity = report.get("parity_max_abs_diff")
     secs = report.get("total_secs")
     lines.append(

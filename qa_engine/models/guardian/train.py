@@ -36,6 +36,7 @@ from qa_engine.models.data import FoldConfig
 from qa_engine.models.data import WalkForwardRunConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import window_end_mask
+from qa_engine.models.guardian.baseline import rv_quartiles
 from qa_engine.models.guardian.network import ContrastiveVAE
 from qa_engine.models.guardian.network import GuardianConfig
 from qa_engine.models.guardian.network import GuardianInference
@@ -670,6 +671,7 @@ def train_guardian_from_config(
     from qa_engine.features.sets import get_feature_set
     from qa_engine.models.data import load_source_bars
     from qa_engine.models.data import to_ns
+    from qa_engine.models.guardian.baseline import skill_vs_strongest_baseline
     from qa_engine.models.guardian.report import fold_stability
     from qa_engine.models.guardian.report import plot_regimes
     from qa_engine.models.guardian.report import write_regime_report
@@ -732,6 +734,7 @@ def train_guardian_from_config(
             segment_starts(np.searchsorted(_ts_ns(table.table), ts)),
             model.regimes.risk_scale,
         )
+        separation = regime_separation_report(model, table.table, frame, fold, step)
         report["folds"][fold.name] = {
             "train": [iso(b) for b in fold.bounds_ns("train")],
             "validation": [iso(b) for b in fold.bounds_ns("validation")],
@@ -751,6 +754,7 @@ def train_guardian_from_config(
                 "dangerous": model.regimes.dangerous,
             },
             "out_of_sample_test": stats,
+            "separation": separation,
             "plot": str(plot.relative_to(run_dir)),
         }
 
@@ -758,6 +762,7 @@ def train_guardian_from_config(
     exported = models[chosen.name]
     if len(models) > 1:
         report["stability"] = fold_stability_report(models, tables, chosen, fold_stability)
+    report["skill_vs_strongest_baseline"] = skill_vs_strongest_baseline(report)
     test_split = GuardianWindows(
         exported.scaled(tables[chosen.name]),
         window_ends(
@@ -813,5 +818,51 @@ def fold_stability_report(
                 theirs[np.searchsorted(_ts_ns(tables[chosen.name]), ts)],
                 4,
             )
+        if model.fold is not None:
+            step = models[chosen.name].step_ns
+            window = models[chosen.name].config.window_bars
+            mine_rv, theirs_rv = (
+                rv_quartiles(
+                    tables[fold_name].get_column(RETURN_FEATURE).to_numpy(),
+                    _ts_ns(tables[fold_name]),
+                    window,
+                    bounds,
+                    step,
+                )
+                for fold_name, bounds in (
+                    (name, model.fold.bounds_ns("train")),
+                    (chosen.name, chosen.bounds_ns("train")),
+                )
+            )
+            entry["rv_quartiles_baseline"] = fold_stability(
+                mine_rv[np.searchsorted(_ts_ns(tables[name]), ts)],
+                theirs_rv[np.searchsorted(_ts_ns(tables[chosen.name]), ts)],
+                4,
+            )
         result["pairs"][f"{name} vs {chosen.name}"] = entry
     return result
+
+
+def regime_separation_report(
+    model: GuardianModel, feature_table: pl.DataFrame, frame: pl.DataFrame, fold: FoldConfig, step_ns: int
+) -> dict[str, Any]:
+    """How well the Guardian's regimes on `frame`'s bars (its test range) and the naive baselines'
+    (quartiles of the window_bars realised volatility, and of realised_volatility_20; edges from the
+    fold's training range) separate the realised volatility of the next window_bars bars."""
+    from qa_engine.models.guardian.baseline import RV_BASELINE
+    from qa_engine.models.guardian.baseline import fold_separation
+
+    ts = _ts_ns(feature_table)
+    returns = feature_table.get_column(RETURN_FEATURE).to_numpy()
+    rows = np.searchsorted(ts, frame.get_column("ts").to_numpy())
+    window = model.config.window_bars
+    labellings = {
+        "guardian": frame.get_column("regime").to_numpy(),
+        RV_BASELINE: rv_quartiles(returns, ts, window, fold.bounds_ns("train"), step_ns)[rows],
+    }
+    twenty = volatility_quartiles(feature_table, fold.bounds_ns("train"))
+    if twenty is not None:
+        labellings["realised_volatility_20_quartiles"] = twenty[rows]
+    counts = {name: 4 for name in labellings}
+    counts["guardian"] = model.regimes.n_regimes
+    return fold_separation(returns, ts, rows, labellings, counts, window, step_ns)

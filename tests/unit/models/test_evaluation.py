@@ -87,6 +87,7 @@ def test_report_pools_folds_and_flags_suspicious_accuracy(tmp_path: Path) -> Non
     markdown = (tmp_path / "report.md").read_text()
     assert "| forecaster | pinball q0.1 (bp) | pinball q0.5 (bp) | pinball q0.9 (bp) |" in markdown
     assert "almost always means leakage" in markdown
+    assert report["strongest_baseline"] in baselines and "Skill against the strongest baseline (" in markdown
     assert json.loads((tmp_path / "report.json").read_text())["note"] == 1
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "calibration.png",

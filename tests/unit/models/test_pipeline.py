@@ -167,6 +167,12 @@ def test_guardian_report_holds_out_of_sample_statistics_and_fold_stability(pipel
     assert report["stability"]["range"][0] == "2025-03-12T00:00:00Z"
     assert -1.0 <= pair["guardian_reported"]["adjusted_rand_index"] <= 1.0
     assert pair["guardian_reported"]["bars"] == report["folds"]["b"]["out_of_sample_test"]["bars"]
+    assert pair["rv_quartiles_baseline"]["bars"] == pair["guardian_reported"]["bars"]
+    separation = report["folds"]["b"]["separation"]
+    assert set(separation) == {"guardian", "rv_quartiles", "realised_volatility_20_quartiles"}
+    skill = report["skill_vs_strongest_baseline"]
+    assert skill["separation"]["strongest_baseline"] in separation and "stability" in skill
+    assert "Skill against the strongest baseline: " in (run / "guardian" / "regimes.md").read_text()
 
 
 def test_evaluation_reproduces_the_stage_results_from_the_onnx_artifacts(pipeline_run) -> None:
