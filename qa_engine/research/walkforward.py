@@ -177,7 +177,7 @@ def backtest_config(
     common = {"instrument_id": config.instrument_id, "bar_type": bar_type}
     params = {**common, **run.params, "trade_from": _iso(fold.test_start)}
     actors = []
-    if run.kind == "trinity":
+    if run.name == "trinity":  # the Trinity and its variants: the fold's artifacts and actors
         strategist = str(artifacts / "strategist" / "artifact")
         params["strategist_artifact"] = strategist
         actors = [
@@ -272,8 +272,9 @@ def run_walkforward(
         fold_dir = out / fold.name
         artifacts = fold_dir / "train"
         trained = (artifacts / "strategist" / "artifact" / "manifest.json").is_file()
+        needs_models = any(run.name == "trinity" for run in config.strategies)
         training_secs: dict[str, float] = {}
-        if retrain or not trained:
+        if needs_models and (retrain or not trained):
             log(
                 f"[{fold.name}] training the Trinity on {fold.train_start:%Y-%m-%d} .. "
                 f"{fold.test_start:%Y-%m-%d}"
