@@ -3,7 +3,8 @@
 # catalog/README.md (Provenance), with the same `qa catalog ingest` command users run.
 # Usage (from anywhere): catalog/build_sample.sh KLINES_DIR [FUNDING_DIR]   (QA=/path/to/qa overrides
 # the command). KLINES_DIR holds bybit_linear_BTCUSDT_5m.parquet, bybit_linear_ETHUSDT_5m.parquet and
-# binance_futures_BTCUSDT_1m.parquet (ts_open + OHLCV, the schema qa catalog ingest reads); FUNDING_DIR
+# binance_futures_BTCUSDT_1m.parquet and bybit_linear_BTCUSDT_1h.parquet (ts_open + OHLCV, the schema
+# qa catalog ingest reads; the 1h file is the repository's data/klines one, see its PROVENANCE.md); FUNDING_DIR
 # (default: the repository's data/funding) the funding-rate files of the same instruments.
 set -euo pipefail
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -d "$1" ]; then
@@ -28,10 +29,18 @@ rm -rf catalog/data catalog/.staging
 "$QA" catalog ingest "$SOURCE/binance_futures_BTCUSDT_1m.parquet" --venue binance-futures --symbol BTCUSDT \
     --interval 1m --start 2025-05-05 --end 2025-06-03 --strict --catalog catalog
 
+# Bybit linear BTCUSDT, 1h, 2025-12-01 .. 2026-02-08 (bar open 2025-12-01 00:00 -> 2026-02-08 22:00): the
+# hourly Trinity's demo (configs/backtest/trinity_1h.toml): December warms it up, January and February
+# are out of sample for artifacts/hourly (trained to 2025-10, validated on 2025-11 .. 12).
+"$QA" catalog ingest "$SOURCE/bybit_linear_BTCUSDT_1h.parquet" --venue bybit-linear --symbol BTCUSDT \
+    --interval 1h --start 2025-12-01 --end 2026-02-08 --strict --catalog catalog
+
 # Funding rates of the same instruments over the same days (8 h settlements; the run range's last bar
 # closes at 00:00 of the day after, a funding time, so that day is included).
 "$QA" catalog ingest-funding "$FUNDING/bybit_linear_BTCUSDT_funding.parquet" --venue bybit-linear \
     --symbol BTCUSDT --start 2025-01-01 --end 2025-02-01 --catalog catalog
+"$QA" catalog ingest-funding "$FUNDING/bybit_linear_BTCUSDT_funding.parquet" --venue bybit-linear \
+    --symbol BTCUSDT --start 2025-12-01 --end 2026-02-09 --catalog catalog
 "$QA" catalog ingest-funding "$FUNDING/bybit_linear_ETHUSDT_funding.parquet" --venue bybit-linear \
     --symbol ETHUSDT --start 2025-01-01 --end 2025-02-01 --catalog catalog
 "$QA" catalog ingest-funding "$FUNDING/binance_futures_BTCUSDT_funding.parquet" --venue binance-futures \
