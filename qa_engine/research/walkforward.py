@@ -55,6 +55,9 @@ class StrategyRun(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     kind: str = Field("classic", pattern="^(trinity|variant|benchmark|classic)$")
+    # The Trinity's regime: the fold's Guardian, the naive realised-volatility quartiles
+    # (actors/volatility_regime.py), or none (use_guardian = false).
+    regime: str = Field("guardian", pattern="^(guardian|rv_quartiles|none)$")
 
 
 class WalkForwardConfig(BaseModel):
@@ -187,11 +190,14 @@ def backtest_config(
                 "params": {**common, "artifact": str(artifacts / "oracle"), "features_from": strategist},
             },
         ]
-        if params.get("use_guardian", True):
+        params["use_guardian"] = run.regime != "none"
+        if run.regime == "guardian":
             guardian = str(artifacts / "guardian" / "artifact")
             actors.append(
                 {"name": "guardian", "params": {**common, "artifact": guardian, "features_from": strategist}}
             )
+        elif run.regime == "rv_quartiles":
+            actors.append({"name": "volatility_regime", "params": common})
     return BacktestConfig.model_validate(
         {
             "id": f"{run.label}-{fold.name}",

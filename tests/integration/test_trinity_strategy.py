@@ -214,7 +214,9 @@ def test_presets_fill_defaults_that_explicit_params_override():
         config(max_leverage=20.0)
 
 
-@pytest.mark.parametrize("name", ["trinity", "trinity_fast", "trinity_conservative", "trinity_aggressive"])
+@pytest.mark.parametrize(
+    "name", ["trinity", "trinity_fast", "trinity_conservative", "trinity_aggressive", "trinity_1h"]
+)
 def test_run_configs_load_and_build(name, repo_root, monkeypatch):
     from qa_engine.config.build import build_backtest_run_config
     from qa_engine.config.loader import load_config
@@ -224,7 +226,7 @@ def test_run_configs_load_and_build(name, repo_root, monkeypatch):
     loaded = load_config(BacktestConfig, repo_root / "configs" / "backtest" / f"{name}.toml")
     strategy = next(s for s in loaded.strategies if s.name == "trinity")
     preset = strategy.params.get("preset", "full")
-    assert preset == (name.split("_")[1] if "_" in name else "full")
+    assert preset == {"trinity": "full", "trinity_1h": "swing"}.get(name) or preset == name.split("_")[1]
     artifacts = {a.params.get("artifact") for a in loaded.actors}
     assert strategy.params["strategist_artifact"] in artifacts  # a FeatureActor streams its set
     assert {a.name for a in loaded.actors} >= {"features", "oracle", "guardian"}
