@@ -254,6 +254,7 @@ def measure(report, trade_from: datetime) -> dict[str, Any]:
         "fees": metrics.fees_paid,
         "funding": funding,
         "exposure_pct": metrics.exposure_pct,
+        "win_rate_pct": metrics.win_rate_pct,
         "mean_abs_gross_per_trip": float(abs(gross).mean()) if gross is not None and len(gross) else None,
         "mean_gross_per_trip": float(gross.mean()) if gross is not None and len(gross) else None,
         "mean_fees_per_trip": float(fees.mean()) if fees is not None and len(fees) else None,
@@ -283,7 +284,7 @@ def run_walkforward(
         if needs_models and (retrain or not trained):
             log(
                 f"[{fold.name}] training the Trinity on {fold.train_start:%Y-%m-%d} .. "
-                f"{fold.test_start:%Y-%m-%d}"
+                f"{fold.validation_start:%Y-%m-%d}, early stopping on .. {fold.test_start:%Y-%m-%d}"
             )
             trinity_path = fold_training_configs(config, fold, fold_dir / "configs")
             from qa_engine.config.loader import load_config
@@ -316,6 +317,7 @@ def run_walkforward(
                 f"(max DD {figures['max_drawdown_pct']:.2f}%, {figures['round_trips']} round trips)"
             )
         results["folds"][fold.name] = {
+            "models": model_skill(artifacts) if needs_models else {},
             "test_start": _iso(fold.test_start),
             "test_end": _iso(end),
             "train_start": _iso(fold.train_start),
@@ -343,6 +345,7 @@ def report_markdown(config: WalkForwardConfig, results: dict[str, Any]) -> str:
     last = folds[-1]
     lines = [f"# Walk-forward: {config.id}", "", config.description, ""]
     lines += _verdict_lines(results, last, headline=True)
+    lines += ["", *_pooled_lines(results)]
     for name in reversed(folds):
         fold = results["folds"][name]
         lines += [
@@ -366,8 +369,94 @@ def report_markdown(config: WalkForwardConfig, results: dict[str, Any]) -> str:
                 f"{_num(run['mean_fees_per_trip'])} | {run['exposure_pct']:.1f} |"
             )
         lines += ["", f"![equity](equity_{name}.png)", ""]
+        model_lines = _model_lines(fold.get("models", {}))
+        if model_lines:
+            lines += ["What the fold's models showed on their own:", "", *model_lines, ""]
         lines += _verdict_lines(results, name, headline=False)
     return "\n".join(lines) + "\n"
+
+
+def _pooled_lines(results: dict[str, Any]) -> list[str]:
+    """Every run compounded over the folds in order (the test ranges follow one another): what one
+    would have had running it through all of them, each fold from the same starting balance."""
+    folds = list(results["folds"].values())
+    labels = [label for label in folds[0]["runs"] if all(label in fold["runs"] for fold in folds)]
+    rows = []
+    for label in labels:
+        growth = math.prod(1 + fold["runs"][label]["return_pct"] / 100 for fold in folds)
+        worst = max(fold["runs"][label]["max_drawdown_pct"] for fold in folds)
+        trips = sum(fold["runs"][label]["round_trips"] for fold in folds)
+        rows.append((label, folds[0]["runs"][label]["kind"], 100 * (growth - 1), worst, trips))
+    first, last = folds[0]["test_start"][:10], folds[-1]["test_end"][:10]
+    lines = [
+        f"## All {len(folds)} folds: {first} .. {last}, compounded",
+        "",
+        "| run | kind | compounded return % | worst fold max DD % | round trips |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r[0]} | {r[1]} | {r[2]:+.2f} | {r[3]:.2f} | {r[4]} |" for r in sorted(rows, key=lambda r: -r[2])
+    ]
+    return lines
+
+
+def model_skill(artifacts: Path) -> dict[str, Any]:
+    """What the fold's models showed out of sample in their own reports (`qa train all`): the Oracle
+    against its strongest naive baseline and its direction, the Guardian against realised-volatility
+    quartiles. Empty entries where a report is missing."""
+    skill: dict[str, Any] = {}
+    oracle = artifacts / "oracle" / "report.json"
+    if oracle.is_file():
+        report = json.loads(oracle.read_text())
+        directional = report["pooled"]["tft"].get("directional", [])
+        honest = [row for row in directional if row["stride"] == row["step"] and row["step"] > 1]
+        skill["oracle"] = {
+            "strongest_baseline": report.get("strongest_baseline"),
+            "pinball_skill_vs_strongest": report.get("tft_skill_vs_strongest_baseline"),
+            "coverage": report["pooled"]["tft"].get("coverage"),
+            "band": report["pooled"]["tft"].get("band"),
+            "direction_accuracy": honest[0]["accuracy"] if honest else None,
+            "direction_windows": honest[0]["count"] if honest else None,
+            "direction_step": honest[0]["step"] if honest else None,
+        }
+    guardian = artifacts / "guardian" / "regimes.json"
+    if guardian.is_file():
+        separation = json.loads(guardian.read_text()).get("skill_vs_strongest_baseline", {}).get("separation")
+        if separation:
+            skill["guardian"] = {
+                "metric": separation["metric"],
+                "guardian": separation["guardian"],
+                "strongest_baseline": separation["strongest_baseline"],
+                "baseline": separation["baseline"],
+                "stronger": separation["stronger"],
+            }
+    return skill
+
+
+def _model_lines(models: dict[str, Any]) -> list[str]:
+    lines = []
+    oracle = models.get("oracle")
+    if oracle and oracle["pinball_skill_vs_strongest"] is not None:
+        band = oracle.get("band") or [None, None]
+        direction = (
+            f"; its median's {oracle['direction_step']}-bar direction was right "
+            f"{oracle['direction_accuracy']:.3f} of the time on {oracle['direction_windows']} "
+            "non-overlapping windows"
+            if oracle.get("direction_accuracy") is not None
+            else ""
+        )
+        lines.append(
+            "- Oracle (own report, this fold's test range): pinball skill against the strongest naive "
+            f"baseline ({oracle['strongest_baseline']}) {100 * oracle['pinball_skill_vs_strongest']:+.2f}%; "
+            f"its {band[0]}-{band[1]} band held {oracle['coverage']:.3f} of outcomes{direction}."
+        )
+    guardian = models.get("guardian")
+    if guardian:
+        lines.append(
+            f"- Guardian: {guardian['metric']} {guardian['guardian']:.3f} against {guardian['baseline']:.3f} "
+            f"for {guardian['strongest_baseline']} (the stronger: {guardian['stronger']})."
+        )
+    return lines
 
 
 def _verdict_lines(results: dict[str, Any], fold: str, *, headline: bool) -> list[str]:
@@ -395,11 +484,19 @@ def _verdict_lines(results: dict[str, Any], fold: str, *, headline: bool) -> lis
         )
     ratio = out.get("gross_to_fee_ratio")
     if ratio is not None:
-        clears = "clear" if ratio > 1 else "do NOT clear"
+        clears = "large enough to pay" if ratio > 1 else "too small to pay"
+        gross = trinity["mean_gross_per_trip"]
         parts.append(
-            f"Its round trips move {ratio:.1f}x their fees on average (mean |gross PnL| per round trip over "
-            f"mean fees): its decisions {clears} the cost they pay."
+            f"Cost: its round trips move {ratio:.1f}x their fees (mean |gross PnL| per round trip over mean "
+            f"fees, {trinity['mean_fees_per_trip']:,.2f}): the positions are {clears} their cost."
         )
+        if gross is not None and gross < 0:
+            win = trinity.get("win_rate_pct")
+            won = f" ({win:.0f}% of them won)" if win is not None else ""
+            parts.append(
+                "The edge is missing in direction, not cost: the mean round trip lost "
+                f"{abs(gross):,.2f} before fees{won}."
+            )
     return [" ".join(parts)]
 
 

@@ -229,7 +229,8 @@ def test_run_configs_load_and_build(name, repo_root, monkeypatch):
     assert preset == {"trinity": "full", "trinity_1h": "swing"}.get(name) or preset == name.split("_")[1]
     artifacts = {a.params.get("artifact") for a in loaded.actors}
     assert strategy.params["strategist_artifact"] in artifacts  # a FeatureActor streams its set
-    assert {a.name for a in loaded.actors} >= {"features", "oracle", "guardian"}
+    regime = "volatility_regime" if name == "trinity_1h" else "guardian"
+    assert {a.name for a in loaded.actors} >= {"features", "oracle", regime}
     build_backtest_run_config(loaded)  # every plug-in resolves and its params validate
 
 
