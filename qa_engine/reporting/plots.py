@@ -13,6 +13,7 @@ from typing import Final
 
 import numpy as np
 import polars as pl
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator
@@ -136,7 +137,9 @@ def equity_comparison_figure(curves: Mapping[str, pl.DataFrame], title: str) -> 
     figure = Figure(figsize=(FIGURE_SIZE_INCHES[0], 6.0), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()
-    for name, curve in curves.items():
+    # Beyond the default cycle's 10 colours, tab20's 20 keep every curve distinct.
+    palette = colormaps["tab20"].colors if len(curves) > 10 else [None] * len(curves)
+    for (name, curve), color in zip(curves.items(), palette, strict=False):
         curve = validate_equity_curve(curve, name=f"equity curve {name!r}")
         values = curve["equity"].to_numpy()
         if not values[0] > 0:
@@ -148,6 +151,7 @@ def equity_comparison_figure(curves: Mapping[str, pl.DataFrame], title: str) -> 
             rebased,
             linewidth=1.2,
             marker=marker,
+            color=color,
             label=f"{name} ({rebased[-1] - 100.0:+.2f} %)",
         )
     axes.axhline(100.0, color="grey", linestyle="--", linewidth=0.8)
