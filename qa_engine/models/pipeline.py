@@ -274,6 +274,7 @@ def run_pipeline(
     rows. A failing stage raises `StageFailed` carrying the rows so far (later stages do not run)."""
     validate_stage_configs(trinity, stages, run_dir)
     rows: list[tuple[str, str, str]] = []
+    timings: dict[str, float] = {}
     for stage in STAGE_ORDER:
         stage_config = getattr(trinity, stage)
         runner = STAGES[stage]
@@ -291,9 +292,41 @@ def run_pipeline(
             except Exception as exc:
                 rows.append((stage, "FAILED", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
                 rows += [(later, "not run", "an earlier stage failed") for later in STAGE_ORDER[len(rows) :]]
+                write_summary(trinity, run_dir, rows, timings)
                 raise StageFailed(stage, exc, rows) from exc
+            timings[stage] = result.secs
             rows.append((stage, "done", "; ".join(f"{k}: {v}" for k, v in result.summary.items())))
+    write_summary(trinity, run_dir, rows, timings)
     return rows
+
+
+def write_summary(
+    trinity: TrinityConfig, run_dir: Path, rows: list[tuple[str, str, str]], timings: dict[str, float]
+) -> None:
+    """`summary.md` / `summary.json` in the run folder: every stage's status, its figures and how long it
+    trained (wall seconds of this run; a stage not run here has none)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "id": trinity.id,
+        "stages": [
+            {"stage": stage, "status": status, "details": details, "secs": timings.get(stage)}
+            for stage, status, details in rows
+        ],
+        "total_secs": sum(timings.values()),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    lines = [
+        f"# qa train all: {trinity.id}",
+        "",
+        "| stage | status | training time | details |",
+        "|---|---|---:|---|",
+    ]
+    for entry in data["stages"]:
+        secs = entry["secs"]
+        took = "" if secs is None else f"{secs / 60:.1f} min"
+        lines.append(f"| {entry['stage']} | {entry['status']} | {took} | {entry['details']} |")
+    lines += ["", f"Total: {data['total_secs'] / 60:.1f} min."]
+    (run_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # ---- publishing a run folder (the committed artifacts/<model>/ folders) ---------------------------

@@ -134,6 +134,16 @@ def test_train_all_runs_every_stage_in_its_own_folder(pipeline_run) -> None:
         assert (run / "evaluation" / name).is_file(), name
     assert output.count(" done ") == 4
     assert "trinity-tiny" in output
+    summary = json.loads((run / "summary.json").read_text())  # training time per stage (issue 18)
+    assert [entry["stage"] for entry in summary["stages"]] == [
+        "guardian",
+        "oracle",
+        "strategist",
+        "evaluation",
+    ]
+    assert all(entry["status"] == "done" and entry["secs"] > 0 for entry in summary["stages"])
+    assert summary["total_secs"] == pytest.approx(sum(entry["secs"] for entry in summary["stages"]))
+    assert "| oracle | done |" in (run / "summary.md").read_text()
 
 
 def test_stage_artifacts_load_through_the_shared_loader(pipeline_run) -> None:
