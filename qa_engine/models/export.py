@@ -32,6 +32,7 @@ from qa_engine.contract.manifest import TensorRecord
 from qa_engine.contract.manifest import code_version
 from qa_engine.contract.manifest import package_version
 from qa_engine.features.spec import FeatureSet
+from qa_engine.inference.artifact import cpu_session
 from qa_engine.inference.scaling import FeatureScaler
 from qa_engine.models.data import FoldConfig
 from qa_engine.models.data import iso
@@ -120,15 +121,9 @@ def export_onnx(
 
 
 def onnx_session(path: Path, threads: int = 1):
-    """An onnxruntime CPU session with `threads` intra-op threads and sequential execution."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """An onnxruntime CPU session with `threads` intra-op threads and sequential execution: the trading
+    side's `cpu_session`, so parity is measured on the session the runners use."""
+    return cpu_session(path, threads)
 
 
 def _as_feed(value: np.ndarray) -> np.ndarray:
