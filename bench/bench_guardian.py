@@ -194,34 +194,6 @@ def run_speed(epochs: int, runs: int) -> dict:
     }
 
 
-def volatility_buckets(table, fold_train: tuple[int, int], ts: np.ndarray) -> np.ndarray:
-    """Naive baseline: quartile of realised_volatility_20, thresholds from the training fold's rows."""
-    volatility = table.get_column("realised_volatility_20").to_numpy()
-    inside = (ts >= fold_train[0]) & (ts < fold_train[1])
-    edges = np.quantile(volatility[inside], [0.25, 0.5, 0.75])
-    return np.searchsorted(edges, volatility, side="right")
-
-
-PROFILED = (
-    "realised_volatility_20",
-    "realised_volatility_60",
-    "bb_width_20",
-    "atr_ratio_14",
-    "volume_ratio_20",
-    "log_return_60",
-    "rsi_14",
-    "vp_poc_distance_96",
-)
-
-
-def feature_profile(table, rows: np.ndarray, labels: np.ndarray, n_regimes: int) -> dict[str, list[float]]:
-    """Mean raw value of a few features per regime: what tells the regimes apart."""
-    return {
-        name: [float(table.get_column(name).to_numpy()[rows][labels == k].mean()) for k in range(n_regimes)]
-        for name in PROFILED
-    }
-
-
 def run_regimes(epochs: int, out: Path, windows_per_epoch: int = 16_384) -> dict:
     import polars as pl
 
@@ -232,8 +204,10 @@ def run_regimes(epochs: int, out: Path, windows_per_epoch: int = 16_384) -> dict
     from qa_engine.models.guardian.report import plot_regimes
     from qa_engine.models.guardian.report import regime_statistics
     from qa_engine.models.guardian.train import export_guardian
+    from qa_engine.models.guardian.train import feature_means
     from qa_engine.models.guardian.train import segment_starts
     from qa_engine.models.guardian.train import train_guardian
+    from qa_engine.models.guardian.train import volatility_quartiles
     from qa_engine.models.training import TrainerConfig
 
     bars, table, feature_set, declared = guardian_table()
@@ -259,7 +233,7 @@ def run_regimes(epochs: int, out: Path, windows_per_epoch: int = 16_384) -> dict
         stats["range"] = [iso(int(ts[0])), iso(int(ts[-1]))]
         stats["sample"] = sample
         stats["raw_switches"] = int(np.sum(np.diff(frame.get_column("regime_raw").to_numpy()) != 0))
-        stats["feature_means"] = feature_profile(table, rows, labels, model.regimes.n_regimes)
+        stats["feature_means"] = feature_means(table, rows, labels, model.regimes.n_regimes)
         plot_regimes(
             ts,
             np.array([close[int(t)] for t in ts]),
@@ -317,7 +291,8 @@ def run_regimes(epochs: int, out: Path, windows_per_epoch: int = 16_384) -> dict
         frame = model.assign(table, *common)
         entry["out_of_sample_common"] = describe(model, frame, "common", name, "OUT-OF-SAMPLE (common range)")
         assigned[name] = frame
-        bucket = volatility_buckets(table, train_bounds, ts_all)
+        bucket = volatility_quartiles(table, train_bounds)
+        assert bucket is not None  # the Guardian's feature set has realised_volatility_20
         rows = np.searchsorted(ts_all, frame.get_column("ts").to_numpy())
         buckets[name] = bucket[rows]
         entry["agreement_with_volatility_quartiles_common"] = fold_stability(

@@ -10,6 +10,7 @@ adapters/bybit/execution.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from nautilus_trader.adapters.bybit.factories import get_cached_bybit_http_client
 from nautilus_trader.adapters.bybit.factories import get_cached_bybit_instrument_provider
@@ -72,6 +73,30 @@ def _http_client_and_provider(config: QABybitDataClientConfig | BybitExecClientC
     return client, provider
 
 
+def _build_client[ClientT](
+    client_class: Callable[..., ClientT],
+    loop: asyncio.AbstractEventLoop,
+    name: str,
+    config: QABybitDataClientConfig | BybitExecClientConfig,
+    msgbus: MessageBus,
+    cache: Cache,
+    clock: LiveClock,
+) -> ClientT:
+    """The body both factories' `create` share: the client of `client_class` over the cached HTTP client
+    and instrument provider (the data and execution clients take the same arguments)."""
+    client, provider = _http_client_and_provider(config)
+    return client_class(
+        loop=loop,
+        client=client,
+        msgbus=msgbus,
+        cache=cache,
+        clock=clock,
+        instrument_provider=provider,
+        config=config,
+        name=name,
+    )
+
+
 class QABybitLiveDataClientFactory(LiveDataClientFactory):
     """Nautilus' BybitLiveDataClientFactory.create, building QABybitDataClient instead."""
 
@@ -84,17 +109,7 @@ class QABybitLiveDataClientFactory(LiveDataClientFactory):
         cache: Cache,
         clock: LiveClock,
     ) -> QABybitDataClient:
-        client, provider = _http_client_and_provider(config)
-        return QABybitDataClient(
-            loop=loop,
-            client=client,
-            msgbus=msgbus,
-            cache=cache,
-            clock=clock,
-            instrument_provider=provider,
-            config=config,
-            name=name,
-        )
+        return _build_client(QABybitDataClient, loop, name, config, msgbus, cache, clock)
 
 
 class QABybitLiveExecClientFactory(LiveExecClientFactory):
@@ -110,17 +125,7 @@ class QABybitLiveExecClientFactory(LiveExecClientFactory):
         cache: Cache,
         clock: LiveClock,
     ) -> QABybitExecutionClient:
-        client, provider = _http_client_and_provider(config)
-        return QABybitExecutionClient(
-            loop=loop,
-            client=client,
-            msgbus=msgbus,
-            cache=cache,
-            clock=clock,
-            instrument_provider=provider,
-            config=config,
-            name=name,
-        )
+        return _build_client(QABybitExecutionClient, loop, name, config, msgbus, cache, clock)
 
 
 def live_clients(spec: LiveClientSpec) -> LiveClients:

@@ -10,6 +10,7 @@ not resolve or it refuses the connection), which ends at once with one line nami
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -195,6 +196,23 @@ def _funding_table(results: list[FundingDownloadResult], catalog: Path) -> Table
     return summary
 
 
+def _with_progress[ResultT](
+    symbols: list[str], what: str, download: Callable[[str, Callable[[int, int], None]], ResultT]
+) -> list[ResultT]:
+    """`download(symbol, progress)` for each symbol in turn, each with its own progress bar
+    ("<symbol> <what>"): the loop every download command runs."""
+    results = []
+    with progress_bar() as bars:
+        for symbol in symbols:
+            task = bars.add_task(f"{symbol} {what}", total=None)
+            results.append(
+                download(
+                    symbol, lambda done, total, task=task: bars.update(task, completed=done, total=total)
+                )
+            )
+    return results
+
+
 def _run_funding(
     venue: HistoricalVenue,
     instruments: dict[str, Instrument],
@@ -205,24 +223,29 @@ def _run_funding(
     caller: VenueCaller,
     commit_every_pages: int,
 ) -> list[FundingDownloadResult]:
-    results = []
-    with progress_bar() as bars:
-        for symbol in symbols:
-            task = bars.add_task(f"{symbol} funding", total=None)
-            results.append(
-                download_funding_rates(
-                    venue,
-                    instruments[symbol],
-                    symbol,
-                    start.date(),
-                    end.date(),
-                    catalog,
-                    caller=caller,
-                    commit_every_pages=commit_every_pages,
-                    progress=lambda done, total, task=task: bars.update(task, completed=done, total=total),
-                ),
-            )
-    return results
+    def download(symbol: str, progress: Callable[[int, int], None]) -> FundingDownloadResult:
+        return download_funding_rates(
+            venue,
+            instruments[symbol],
+            symbol,
+            start.date(),
+            end.date(),
+            catalog,
+            caller=caller,
+            commit_every_pages=commit_every_pages,
+            progress=progress,
+        )
+
+    return _with_progress(symbols, "funding", download)
+
+
+def _venue_and_caller(
+    venue: Market, base_url: str | None, timeout_secs: float, max_attempts: int, max_wait_secs: float
+) -> tuple[HistoricalVenue, VenueCaller]:
+    """The venue's historical client (from adapters/, through qa_engine.plugins) and the retrying caller
+    every request goes through: what each download command opens from its connection options."""
+    historical = load_historical_venue(venue.value, base_url=base_url, timeout_secs=timeout_secs)
+    return historical, _caller(max_attempts, max_wait_secs)
 
 
 @data_app.command("download")
@@ -251,28 +274,25 @@ def download_command(
     configure_logging(json_logs=json_logs)
     names = _required_symbols(symbols, more_symbols)
     _check_range(start, end)
-    historical = load_historical_venue(venue.value, base_url=base_url, timeout_secs=timeout_secs)
-    caller = _caller(max_attempts, max_wait_secs)
+    historical, caller = _venue_and_caller(venue, base_url, timeout_secs, max_attempts, max_wait_secs)
     instruments = resolve_instruments(historical, names, caller)
-    results = []
-    with progress_bar() as bars:
-        for symbol in names:
-            task = bars.add_task(f"{symbol} {interval.value}", total=None)
-            results.append(
-                download_klines(
-                    historical,
-                    instruments[symbol],
-                    symbol,
-                    interval,
-                    start.date(),
-                    end.date(),
-                    catalog,
-                    caller=caller,
-                    commit_every_pages=commit_every_pages,
-                    recheck_gaps=recheck_gaps,
-                    progress=lambda done, total, task=task: bars.update(task, completed=done, total=total),
-                ),
-            )
+
+    def download(symbol: str, progress: Callable[[int, int], None]) -> KlineDownloadResult:
+        return download_klines(
+            historical,
+            instruments[symbol],
+            symbol,
+            interval,
+            start.date(),
+            end.date(),
+            catalog,
+            caller=caller,
+            commit_every_pages=commit_every_pages,
+            recheck_gaps=recheck_gaps,
+            progress=progress,
+        )
+
+    results = _with_progress(names, interval.value, download)
     stdout_console.print(_kline_table(results, catalog))
     gaps = _gap_table(results)
     if gaps is not None:
@@ -305,8 +325,7 @@ def download_funding_command(
     _check_range(start, end)
     if venue == Market.BINANCE_SPOT:
         raise ConfigError("binance-spot has no funding rates; use --venue binance-futures or bybit-linear")
-    historical = load_historical_venue(venue.value, base_url=base_url, timeout_secs=timeout_secs)
-    caller = _caller(max_attempts, max_wait_secs)
+    historical, caller = _venue_and_caller(venue, base_url, timeout_secs, max_attempts, max_wait_secs)
     instruments = resolve_instruments(historical, names, caller)
     results = _run_funding(historical, instruments, names, start, end, catalog, caller, commit_every_pages)
     stdout_console.print(_funding_table(results, catalog))
@@ -327,8 +346,7 @@ def download_instruments_command(
     """Write the venue's instrument definitions (all listed, or --symbols) into the catalog."""
     configure_logging(json_logs=json_logs)
     names = _symbols(symbols, more_symbols)
-    historical = load_historical_venue(venue.value, base_url=base_url, timeout_secs=timeout_secs)
-    caller = _caller(max_attempts, max_wait_secs)
+    historical, caller = _venue_and_caller(venue, base_url, timeout_secs, max_attempts, max_wait_secs)
     if names:
         instruments = list(resolve_instruments(historical, names, caller).values())
         skipped: dict[str, str] = {}

@@ -250,9 +250,9 @@ def baselines_command(
     from qa_engine.config.loader import dump_toml
     from qa_engine.config.loader import load_config
     from qa_engine.models.baselines.train import BaselinesTrainConfig
-    from qa_engine.models.baselines.train import ensure_device
+    from qa_engine.models.pipeline import with_device
 
-    run_config = ensure_device(load_config(BaselinesTrainConfig, config, set_), device)
+    run_config = with_device(load_config(BaselinesTrainConfig, config, set_), device)
     if dry_run:
         typer.echo(dump_toml(run_config), nl=False)
         return

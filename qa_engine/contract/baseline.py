@@ -9,7 +9,6 @@ xgboost + 0.4 lstm), which training's evaluation and trading (`qa_engine.inferen
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,15 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from pydantic import ValidationError
 from pydantic import model_validator
 
 from qa_engine.contract.labels import CLASS_NAMES
 from qa_engine.contract.labels import N_CLASSES
 from qa_engine.contract.labels import TradeClass
-from qa_engine.contract.manifest import MANIFEST_FILE
 from qa_engine.contract.manifest import ArtifactManifest
 from qa_engine.contract.manifest import _Record
+from qa_engine.contract.manifest import read_manifest_json
+from qa_engine.contract.manifest import validate_manifest
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 
@@ -87,26 +86,8 @@ class BaselineArtifactManifest(ArtifactManifest):
 
 def read_baseline_manifest(folder: Path) -> BaselineArtifactManifest:
     """The manifest of a baseline artifact folder; missing, unreadable or invalid -> ConfigError."""
-    path = Path(folder) / MANIFEST_FILE
-    if not path.parent.is_dir():
-        raise ConfigError(
-            f"{folder}: no such artifact folder (an artifact is a folder with "
-            f"{MANIFEST_FILE} and its model file)"
-        )
-    if not path.is_file():
-        raise ConfigError(f"{folder} is not a model artifact: {MANIFEST_FILE} is missing")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    try:
-        return BaselineArtifactManifest.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}"
-            for item in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid baseline manifest ({problems})") from None
+    path, raw = read_manifest_json(folder)
+    return validate_manifest(BaselineArtifactManifest, raw, path, "baseline manifest")
 
 
 # ---- the ensemble -------------------------------------------------------------------------------

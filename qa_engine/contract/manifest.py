@@ -214,10 +214,10 @@ def manifest_type(kind: str) -> type[ArtifactManifest]:
     return model
 
 
-def read_manifest(folder: Path) -> ArtifactManifest:
-    """The manifest of an artifact folder, parsed by its kind's model (`MANIFEST_TYPES`); a missing,
-    unreadable or invalid one is a ConfigError."""
-    path = folder / MANIFEST_FILE
+def read_manifest_json(folder: Path) -> tuple[Path, Any]:
+    """(path, parsed JSON) of an artifact folder's manifest, not yet validated: the one place that says
+    why a folder is not an artifact (no folder, no manifest, not JSON), as a ConfigError."""
+    path = Path(folder) / MANIFEST_FILE
     if not path.parent.is_dir():
         raise ConfigError(
             f"{folder}: no such artifact folder (an artifact is a folder with "
@@ -229,8 +229,12 @@ def read_manifest(folder: Path) -> ArtifactManifest:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-    kind = raw.get("model_kind") if isinstance(raw, dict) else None
-    model = manifest_type(kind) if isinstance(kind, str) else ArtifactManifest
+    return path, raw
+
+
+def validate_manifest[M: ArtifactManifest](model: type[M], raw: Any, path: Path, what: str) -> M:
+    """`raw` validated by `model`; its problems, one `location: message` each, in one ConfigError that
+    names the file and `what` it should have been ("manifest", "baseline manifest")."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -238,7 +242,16 @@ def read_manifest(folder: Path) -> ArtifactManifest:
             f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg']}"
             for item in exc.errors()
         )
-        raise ConfigError(f"{path}: invalid manifest ({problems})") from None
+        raise ConfigError(f"{path}: invalid {what} ({problems})") from None
+
+
+def read_manifest(folder: Path) -> ArtifactManifest:
+    """The manifest of an artifact folder, parsed by its kind's model (`MANIFEST_TYPES`); a missing,
+    unreadable or invalid one is a ConfigError."""
+    path, raw = read_manifest_json(folder)
+    kind = raw.get("model_kind") if isinstance(raw, dict) else None
+    model = manifest_type(kind) if isinstance(kind, str) else ArtifactManifest
+    return validate_manifest(model, raw, path, "manifest")
 
 
 def package_version() -> str:

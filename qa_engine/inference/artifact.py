@@ -81,6 +81,21 @@ def feature_set_from_canonical(document: dict) -> FeatureSet:
     return feature_set
 
 
+def cpu_session(path: Path, threads: int = 1):
+    """The onnxruntime CPU session every runner, exporter check and evaluation uses: `threads` intra-op
+    threads, one inter-op thread, sequential execution, every graph optimisation, warnings only (a bar at
+    a time needs no thread pool of its own)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

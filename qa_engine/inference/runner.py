@@ -14,6 +14,7 @@ import numpy as np
 from qa_engine.contract.manifest import ArtifactManifest
 from qa_engine.errors import DataError
 from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.artifact import cpu_session
 from qa_engine.inference.scaling import FeatureScaler
 
 
@@ -33,19 +34,9 @@ class OnnxRunner:
     """`predict(window)` for one (E, F) window of raw features; `predict_batch` for (B, E, F)."""
 
     def __init__(self, artifact: Artifact, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         manifest = artifact.manifest
         self.manifest = manifest
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(artifact.model_path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(artifact.model_path, threads)
         self.input_name = manifest.inputs[0].name
         self.output_name = manifest.outputs[0].name
         self.window_shape = (manifest.window.encoder_bars, len(manifest.feature_set.names))  # (E, F)

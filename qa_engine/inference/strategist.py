@@ -41,6 +41,7 @@ from qa_engine.errors import DataError
 from qa_engine.features.io import interval_ns as interval_to_ns
 from qa_engine.features.spec import FeatureSet
 from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.artifact import cpu_session
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.inference.scaling import FeatureScaler
 
@@ -99,8 +100,6 @@ class StrategistPolicy:
         target_return: float | str | None = None,
         threads: int = 1,
     ) -> None:
-        import onnxruntime as ort
-
         self.artifact = load_strategist(folder, expected_feature_set, interval)
         manifest = self.artifact.manifest
         assert isinstance(manifest, StrategistArtifactManifest)
@@ -127,15 +126,7 @@ class StrategistPolicy:
         self.feature_set_hash: str = manifest.feature_set.hash
         self.target_return = self._target(target_return)
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(self.artifact.model_path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(self.artifact.model_path, threads)
         self.calls = 0
         self.inference_secs = 0.0
         self.context = self._new_context()

@@ -327,6 +327,10 @@ class FoldData:
     symbols: tuple[str, ...]
     training_bars: dict[str, object]  # first/last bar close, rows and sha256 of the bars behind training
 
+    def window_counts(self) -> dict[str, int]:
+        """Windows per split, as the manifest's fold record and the fold reports give them."""
+        return {split: len(dataset) for split, dataset in self.splits.items()}
+
 
 def series_arrays(
     bars: pl.DataFrame, feature_set: FeatureSet, horizon_bars: int, step_ns: int

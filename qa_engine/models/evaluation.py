@@ -442,3 +442,13 @@ def write_report(
     markdown += "\nPlots: " + ", ".join(f"[{name}](plots/{name})" for name in plots) + "\n"
     (folder / "report.md").write_text(markdown, encoding="utf-8")
     (folder / "report.json").write_text(json.dumps({**report, **extra}, indent=2) + "\n", encoding="utf-8")
+
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a markdown table: header, separator, one line per row of already formatted cells
+    (the tables of the baselines' and the Guardian's report.md, spelled once)."""
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]

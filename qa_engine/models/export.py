@@ -5,12 +5,17 @@ The exporter is torch's TorchScript-based `torch.onnx.export(..., dynamo=False)`
 one ONNX LSTM node and exports in a fraction of a second; the dynamo exporter (torch >= 2.9's default)
 works too but takes ~10 s for the same graph. Opset 17 (LayerNormalization as one node) is well
 inside what onnxruntime >= 1.17 runs.
+
+The manifest records every model kind fills the same way (feature set, scaler, fold, code) are built
+here too, next to the export whose graph they describe.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,7 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from qa_engine.contract.manifest import CodeRecord
+from qa_engine.contract.manifest import FeatureSetRecord
+from qa_engine.contract.manifest import FoldRecord
+from qa_engine.contract.manifest import ScalerRecord
 from qa_engine.contract.manifest import TensorRecord
+from qa_engine.contract.manifest import code_version
+from qa_engine.contract.manifest import package_version
+from qa_engine.features.spec import FeatureSet
+from qa_engine.inference.artifact import cpu_session
+from qa_engine.inference.scaling import FeatureScaler
+from qa_engine.models.data import FoldConfig
+from qa_engine.models.data import iso
 
 DEFAULT_OPSET = 17
 BATCH_AXIS = "batch"
@@ -105,15 +121,9 @@ def export_onnx(
 
 
 def onnx_session(path: Path, threads: int = 1):
-    """An onnxruntime CPU session with `threads` intra-op threads and sequential execution."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """An onnxruntime CPU session with `threads` intra-op threads and sequential execution: the trading
+    side's `cpu_session`, so parity is measured on the session the runners use."""
+    return cpu_session(path, threads)
 
 
 def _as_feed(value: np.ndarray) -> np.ndarray:
@@ -136,3 +146,52 @@ def parity_max_abs_diff(model: nn.Module, path: Path, inputs: dict[str, np.ndarr
         torch_outputs = (torch_outputs,)
     onnx_outputs = onnx_session(path).run(None, feed)
     return max(float(np.max(np.abs(t.numpy() - o))) for t, o in zip(torch_outputs, onnx_outputs, strict=True))
+
+
+# ---- the manifest records every model kind fills the same way ----------------------------------
+
+
+def feature_set_record(feature_set: FeatureSet, declared_hash: str, names: Sequence[str]) -> FeatureSetRecord:
+    """The fitted feature set as a manifest records it; `names` is the column order the graph reads."""
+    return FeatureSetRecord(
+        name=feature_set.name,
+        version=feature_set.version,
+        hash=feature_set.hash,
+        declared_hash=declared_hash,
+        names=list(names),
+        canonical=json.loads(feature_set.canonical_json()),
+        warmup_bars=feature_set.warmup_bars,
+    )
+
+
+def scaler_record(scaler: FeatureScaler, fitted_on: str) -> ScalerRecord:
+    """The feature scaler as a manifest records it; `fitted_on` says which rows it saw."""
+    return ScalerRecord(
+        mean=scaler.mean.tolist(), std=scaler.std.tolist(), clip=scaler.clip, fitted_on=fitted_on
+    )
+
+
+def fold_record(fold: FoldConfig, embargo_bars: int, windows: dict[str, int]) -> FoldRecord:
+    """One walk-forward fold's bounds (UTC, to the second), embargo and window counts for a manifest."""
+    return FoldRecord(
+        name=fold.name,
+        train_start=iso(fold.bounds_ns("train")[0]),
+        validation_start=iso(fold.bounds_ns("validation")[0]),
+        test_start=iso(fold.bounds_ns("test")[0]),
+        test_end=iso(fold.bounds_ns("test")[1]),
+        embargo_bars=embargo_bars,
+        windows=windows,
+    )
+
+
+def code_record(export: OnnxExport, package: str | None = None) -> CodeRecord:
+    """Where the artifact came from: git commit and dirtiness, package version (`package`, or the
+    installed distribution's), torch version and the ONNX opset of `export`."""
+    commit, dirty = code_version()
+    return CodeRecord(
+        git_commit=commit,
+        git_dirty=dirty,
+        package_version=package_version() if package is None else package,
+        torch_version=torch.__version__,
+        onnx_opset=export.opset,
+    )

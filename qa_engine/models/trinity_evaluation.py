@@ -47,6 +47,7 @@ from qa_engine.contract.policy_context import action_positions
 from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.inference.artifact import Artifact
+from qa_engine.inference.artifact import cpu_session
 from qa_engine.logging import get_logger
 from qa_engine.models.data import BarSourceConfig
 from qa_engine.models.data import iso
@@ -215,14 +216,7 @@ def compute_features(
 
 def ort_session(path: Path, threads: int):
     """An onnxruntime CPU session (sequential, `threads` intra-op threads); no torch involved."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path, threads)
 
 
 def window_ends_in(

@@ -10,6 +10,7 @@ from typing import Any
 from qa_engine.contract.labels import CLASS_NAMES
 from qa_engine.models.baselines.evaluate import LEAKAGE_SUSPICION_ACCURACY
 from qa_engine.models.baselines.evaluate import equity_frame
+from qa_engine.models.evaluation import markdown_table
 
 DESCRIPTIONS = {
     "xgboost": "XGBoost on the features at t",
@@ -86,30 +87,9 @@ def render_markdown(config, report: dict[str, Any]) -> str:
         "direction acc. (n)",
         "direction acc. non-overlapping [95% CI]",
     ]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in report["forecasters"]:
-        m = classification[name]
-        d, dn = m["directional"], m["directional_non_overlapping"]
-        acted = m["predicted_share"]["SELL"] + m["predicted_share"]["BUY"]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    name,
-                    _fmt(m["accuracy"]),
-                    _fmt(m["balanced_accuracy"]),
-                    _fmt(m["macro_f1"]),
-                    _fmt(m["log_loss"]),
-                    f"{acted:.1%}",
-                    f"{_fmt(d['accuracy'])} ({d['count']:,})" if d["count"] else "n/a (never acts)",
-                    f"{_fmt(dn['accuracy'])} [{_fmt(dn['ci95'][0])}, {_fmt(dn['ci95'][1])}] "
-                    f"(n={dn['count']:,})"
-                    if dn["count"]
-                    else "n/a",
-                ]
-            )
-            + " |"
-        )
+    lines += markdown_table(
+        head, [_classification_row(name, classification[name]) for name in report["forecasters"]]
+    )
     true_share = classification[report["forecasters"][0]]["true_share"]
     lines += [
         "",
@@ -141,27 +121,13 @@ def render_markdown(config, report: dict[str, Any]) -> str:
         "long / short",
         f"net return % ({other})",
     ]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in report["strategies"]:
-        b = backtest[primary][name]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    name,
-                    _pct(b["total_return_pct"]),
-                    _pct(b["gross_return_pct"]),
-                    _fmt(b["fees_pct_of_equity"], 2),
-                    _fmt(b["max_drawdown_pct"], 2),
-                    _fmt(b["sharpe"], 2),
-                    f"{b['gross_sharpe']:.2f} ({b['gross_sharpe'] * math.sqrt(b['years']):+.1f})",
-                    f"{b['position_changes']:,}",
-                    f"{b['long_share']:.0%} / {b['short_share']:.0%}",
-                    _pct(backtest[other][name]["total_return_pct"]),
-                ]
-            )
-            + " |"
-        )
+    lines += markdown_table(
+        head,
+        [
+            _backtest_row(name, backtest[primary][name], backtest[other][name]["total_return_pct"])
+            for name in report["strategies"]
+        ],
+    )
     buy_hold = backtest[primary]["buy_and_hold"]["total_return_pct"]
     lines += [
         "",
@@ -178,19 +144,11 @@ def render_markdown(config, report: dict[str, Any]) -> str:
     lines += _leakage_section(report)
     lines += ["## Per fold (test split)", ""]
     head = ["fold", "train (window ends)", "validation (window ends)", "test (window ends)", "test windows"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for fold in report["folds"]:
-        r = fold["ranges"]
-        lines.append(
-            f"| {fold['fold']} | {r['train']['first_window_end']} .. {r['train']['last_window_end']} "
-            f"| {r['validation']['first_window_end']} .. {r['validation']['last_window_end']} "
-            f"| {r['test']['first_window_end']} .. {r['test']['last_window_end']} "
-            f"| {r['test']['windows']:,} |"
-        )
+    lines += markdown_table(head, [_ranges_row(fold) for fold in report["folds"]])
     lines.append("")
     models = ["xgboost", "lstm", "mlp", "ensemble", "persistence", "buy_and_hold"]
     head = ["fold", *(f"{m} acc. / net %" for m in models), "train SELL/HOLD/BUY", "test SELL/HOLD/BUY"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for fold in report["folds"]:
         cells = [fold["fold"]]
         for name in models:
@@ -200,7 +158,8 @@ def render_markdown(config, report: dict[str, Any]) -> str:
         for split in ("train", "test"):
             balance = fold["class_balance"][split]
             cells.append("/".join(f"{balance[c]:.0%}" for c in CLASS_NAMES))
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines += markdown_table(head, rows)
     lines += [
         "",
         "## Confusion matrices (pooled test; rows = true, columns = predicted: SELL, HOLD, BUY)",
@@ -221,18 +180,9 @@ def render_markdown(config, report: dict[str, Any]) -> str:
         "fold secs",
         "XGB/LSTM agree (test)",
     ]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for fold in report["folds"]:
-        t = fold["training"]
-        lines.append(
-            f"| {fold['fold']} | {t['xgboost']['rounds_kept']} / {t['xgboost']['rounds_tried']} "
-            f"| {t['lstm']['epochs']} ({t['lstm']['best_epoch']}) "
-            f"| {t['mlp']['epochs']} ({t['mlp']['best_epoch']}) "
-            f"| {t['xgboost']['train_secs']:.1f} | {t['lstm']['train_secs']:.1f} "
-            f"| {t['mlp']['train_secs']:.1f} "
-            f"| {report.get('fold_secs', {}).get(fold['fold'], float('nan')):.0f} "
-            f"| {fold['ensemble_agreement_share']:.1%} |"
-        )
+    lines += markdown_table(
+        head, [_training_row(fold, report.get("fold_secs", {})) for fold in report["folds"]]
+    )
     parity = report.get("parity_max_abs_diff", {})
     lines += [
         "",
@@ -247,6 +197,70 @@ def render_markdown(config, report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _classification_row(name: str, m: dict[str, Any]) -> list[str]:
+    """One forecaster's cells of the pooled classification table."""
+    d, dn = m["directional"], m["directional_non_overlapping"]
+    acted = m["predicted_share"]["SELL"] + m["predicted_share"]["BUY"]
+    return [
+        name,
+        _fmt(m["accuracy"]),
+        _fmt(m["balanced_accuracy"]),
+        _fmt(m["macro_f1"]),
+        _fmt(m["log_loss"]),
+        f"{acted:.1%}",
+        f"{_fmt(d['accuracy'])} ({d['count']:,})" if d["count"] else "n/a (never acts)",
+        f"{_fmt(dn['accuracy'])} [{_fmt(dn['ci95'][0])}, {_fmt(dn['ci95'][1])}] (n={dn['count']:,})"
+        if dn["count"]
+        else "n/a",
+    ]
+
+
+def _backtest_row(name: str, b: dict[str, Any], other_net: float | None) -> list[str]:
+    """One strategy's cells of the pooled backtest table; `other_net`: its net return under the other
+    position policy."""
+    return [
+        name,
+        _pct(b["total_return_pct"]),
+        _pct(b["gross_return_pct"]),
+        _fmt(b["fees_pct_of_equity"], 2),
+        _fmt(b["max_drawdown_pct"], 2),
+        _fmt(b["sharpe"], 2),
+        f"{b['gross_sharpe']:.2f} ({b['gross_sharpe'] * math.sqrt(b['years']):+.1f})",
+        f"{b['position_changes']:,}",
+        f"{b['long_share']:.0%} / {b['short_share']:.0%}",
+        _pct(other_net),
+    ]
+
+
+def _ranges_row(fold: dict[str, Any]) -> list[str]:
+    """One fold's cells of the ranges table: window ends of each split, test windows."""
+    r = fold["ranges"]
+    return [
+        fold["fold"],
+        *(
+            f"{r[split]['first_window_end']} .. {r[split]['last_window_end']}"
+            for split in ("train", "validation", "test")
+        ),
+        f"{r['test']['windows']:,}",
+    ]
+
+
+def _training_row(fold: dict[str, Any], fold_secs: dict[str, float]) -> list[str]:
+    """One fold's cells of the training table (rounds, epochs, seconds, test agreement)."""
+    t = fold["training"]
+    return [
+        fold["fold"],
+        f"{t['xgboost']['rounds_kept']} / {t['xgboost']['rounds_tried']}",
+        f"{t['lstm']['epochs']} ({t['lstm']['best_epoch']})",
+        f"{t['mlp']['epochs']} ({t['mlp']['best_epoch']})",
+        f"{t['xgboost']['train_secs']:.1f}",
+        f"{t['lstm']['train_secs']:.1f}",
+        f"{t['mlp']['train_secs']:.1f}",
+        f"{fold_secs.get(fold['fold'], float('nan')):.0f}",
+        f"{fold['ensemble_agreement_share']:.1%}",
+    ]
 
 
 def _leakage_section(report: dict[str, Any]) -> list[str]:

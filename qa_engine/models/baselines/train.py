@@ -20,7 +20,6 @@ Run folder:
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -46,16 +45,10 @@ from qa_engine.contract.labels import class_balance
 from qa_engine.contract.labels import class_weights
 from qa_engine.contract.labels import forward_return_bps
 from qa_engine.contract.labels import triple_class_labels
-from qa_engine.contract.manifest import CodeRecord
 from qa_engine.contract.manifest import DataRecord
-from qa_engine.contract.manifest import FeatureSetRecord
-from qa_engine.contract.manifest import FoldRecord
-from qa_engine.contract.manifest import ScalerRecord
 from qa_engine.contract.manifest import WindowRecord
-from qa_engine.contract.manifest import code_version
 from qa_engine.contract.manifest import utc_now
 from qa_engine.contract.manifest import write_manifest
-from qa_engine.errors import ConfigError
 from qa_engine.errors import DataError
 from qa_engine.logging import get_logger
 from qa_engine.models.baselines.evaluate import LEAKAGE_SUSPICION_ACCURACY
@@ -95,8 +88,12 @@ from qa_engine.models.data import fold_summary
 from qa_engine.models.data import iso
 from qa_engine.models.data import load_bars
 from qa_engine.models.export import OnnxExport
+from qa_engine.models.export import code_record
+from qa_engine.models.export import feature_set_record
+from qa_engine.models.export import fold_record
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
+from qa_engine.models.export import scaler_record
 from qa_engine.models.training import Trainer
 from qa_engine.models.training import TrainerConfig
 
@@ -543,10 +540,7 @@ def _manifest(
     family: BaselineFamily,
     report: dict[str, Any],
 ) -> BaselineArtifactManifest:
-    from qa_engine.contract.manifest import package_version
-
     data = outcome.data
-    commit, dirty = code_version()
     fold_report = next(f for f in report["folds"] if f["fold"] == data.fold.name)
     validation = fold_report["validation"][family]
     test = fold_report["test"][family]
@@ -564,24 +558,13 @@ def _manifest(
         ],
         created_utc=utc_now(),
         model_sha256=export.sha256,
-        feature_set=FeatureSetRecord(
-            name=data.feature_set.name,
-            version=data.feature_set.version,
-            hash=data.feature_set.hash,
-            declared_hash=data.declared_feature_set_hash,
-            names=list(data.meta.feature_names),
-            canonical=json.loads(data.feature_set.canonical_json()),
-            warmup_bars=data.feature_set.warmup_bars,
+        feature_set=feature_set_record(
+            data.feature_set, data.declared_feature_set_hash, data.meta.feature_names
         ),
         window=WindowRecord(
             interval=data.meta.interval, encoder_bars=window_bars, horizon_bars=data.meta.horizon_bars
         ),
-        scaler=ScalerRecord(
-            mean=data.scaler.mean.tolist(),
-            std=data.scaler.std.tolist(),
-            clip=data.scaler.clip,
-            fitted_on=f"train split of fold {data.fold.name}",
-        ),
+        scaler=scaler_record(data.scaler, f"train split of fold {data.fold.name}"),
         inputs=export.inputs,
         outputs=export.outputs,
         training_data=DataRecord(
@@ -589,25 +572,11 @@ def _manifest(
             **data.training_bars,  # type: ignore[arg-type]
         ),
         folds=[
-            FoldRecord(
-                name=other.data.fold.name,
-                train_start=iso(other.data.fold.bounds_ns("train")[0]),
-                validation_start=iso(other.data.fold.bounds_ns("validation")[0]),
-                test_start=iso(other.data.fold.bounds_ns("test")[0]),
-                test_end=iso(other.data.fold.bounds_ns("test")[1]),
-                embargo_bars=config.data.embargo,
-                windows={split: len(dataset) for split, dataset in other.data.splits.items()},
-            )
+            fold_record(other.data.fold, config.data.embargo, other.data.window_counts())
             for other in outcomes
         ],
         trained_on_fold=data.fold.name,
-        code=CodeRecord(
-            git_commit=commit,
-            git_dirty=dirty,
-            package_version=package_version(),
-            torch_version=torch.__version__,
-            onnx_opset=export.opset,
-        ),
+        code=code_record(export),
         model_config_values=model_values,
         trainer_config=trainer_values,
         validation_metrics={
@@ -724,16 +693,6 @@ def publish(run_dir: Path, publish_dir: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(run_dir / "models", target)
-
-
-def ensure_device(config: BaselinesTrainConfig, device: str | None) -> BaselinesTrainConfig:
-    """The config with the trainer's device replaced (the CLI's --device)."""
-    if device is None:
-        return config
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be cpu or cuda, got {device}")
-    trainer = TrainerConfig(**{**asdict(config.trainer), "device": device})
-    return config.model_copy(update={"trainer": trainer})
 
 
 __all__ = [

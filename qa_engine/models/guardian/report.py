@@ -209,23 +209,27 @@ def _number(value: Any, digits: int) -> str:
 
 def regime_table(stats: dict[str, Any]) -> list[str]:
     """Markdown rows: one per regime of a `regime_statistics` result (plus `risk_scale` if present)."""
+    from qa_engine.models.evaluation import markdown_table
+
     risk = stats.get("risk_scale")
-    lines = [
-        "| regime | share | bars | vol. ann. | mean return (bp/bar) | mean fwd return (bp/bar) | runs | "
-        "mean / median / max run (bars) | risk scale |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in stats["regimes"]:
-        k = row["regime"]
-        lines.append(
-            f"| {k} | {_number(row['share'] * 100, 1)}% | {row['bars']:,} | "
-            f"{_number(row['volatility_annualised'] * 100, 0)}% | "
-            f"{_number(row['mean_return_per_bar_bps'], 2)} | "
-            f"{_number(row['mean_forward_return_per_bar_bps'], 2)} | {row['runs']:,} | "
+    head = ["regime", "share", "bars", "vol. ann.", "mean return (bp/bar)", "mean fwd return (bp/bar)",
+            "runs", "mean / median / max run (bars)", "risk scale"]  # fmt: skip
+    rows = [
+        [
+            f"{row['regime']}",
+            f"{_number(row['share'] * 100, 1)}%",
+            f"{row['bars']:,}",
+            f"{_number(row['volatility_annualised'] * 100, 0)}%",
+            _number(row["mean_return_per_bar_bps"], 2),
+            _number(row["mean_forward_return_per_bar_bps"], 2),
+            f"{row['runs']:,}",
             f"{_number(row['mean_duration_bars'], 0)} / {_number(row['median_duration_bars'], 0)} / "
-            f"{row['max_duration_bars']:,} | {'' if risk is None else _number(risk[k], 2)} |"
-        )
-    return lines
+            f"{row['max_duration_bars']:,}",
+            "" if risk is None else _number(risk[row["regime"]], 2),
+        ]
+        for row in stats["regimes"]
+    ]
+    return markdown_table(head, rows)
 
 
 def stability_lines(stability: dict[str, Any]) -> list[str]:

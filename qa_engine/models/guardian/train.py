@@ -459,18 +459,15 @@ def guardian_manifest(
     validated by `GuardianArtifactManifest` (the kind's entry in `MANIFEST_TYPES`)."""
     from qa_engine.contract.guardian import GuardianArtifactManifest
     from qa_engine.contract.guardian import GuardianSection
-    from qa_engine.contract.manifest import CodeRecord
     from qa_engine.contract.manifest import DataRecord
-    from qa_engine.contract.manifest import FeatureSetRecord
-    from qa_engine.contract.manifest import FoldRecord
-    from qa_engine.contract.manifest import ScalerRecord
     from qa_engine.contract.manifest import WindowRecord
-    from qa_engine.contract.manifest import code_version
-    from qa_engine.contract.manifest import package_version
     from qa_engine.contract.manifest import utc_now
+    from qa_engine.models.export import code_record
+    from qa_engine.models.export import feature_set_record
+    from qa_engine.models.export import fold_record
+    from qa_engine.models.export import scaler_record
 
     config = model.config
-    commit, dirty = code_version()
     feature_set = model.feature_set or guardian_feature_set()
     if feature_set.names != model.feature_names:
         raise ConfigError(
@@ -493,45 +490,17 @@ def guardian_manifest(
         model_name="contrastive_vae",
         created_utc=utc_now(),
         model_sha256=exported.sha256,
-        feature_set=FeatureSetRecord(
-            name=feature_set.name,
-            version=feature_set.version,
-            hash=feature_set.hash,
-            declared_hash=model.declared_feature_set_hash or feature_set.hash,
-            names=list(feature_set.names),
-            canonical=json.loads(feature_set.canonical_json()),
-            warmup_bars=feature_set.warmup_bars,
+        feature_set=feature_set_record(
+            feature_set, model.declared_feature_set_hash or feature_set.hash, feature_set.names
         ),
         window=WindowRecord(interval=model.interval, encoder_bars=config.window_bars, horizon_bars=0),
-        scaler=ScalerRecord(
-            mean=model.scaler.mean.tolist(),
-            std=model.scaler.std.tolist(),
-            clip=model.scaler.clip,
-            fitted_on=f"train split of fold {fold.name}",
-        ),
+        scaler=scaler_record(model.scaler, f"train split of fold {fold.name}"),
         inputs=exported.inputs,
         outputs=exported.outputs,
         training_data=DataRecord(**model.training_data),
-        folds=[
-            FoldRecord(
-                name=entry.name,
-                train_start=iso(entry.bounds_ns("train")[0]),
-                validation_start=iso(entry.bounds_ns("validation")[0]),
-                test_start=iso(entry.bounds_ns("test")[0]),
-                test_end=iso(entry.bounds_ns("test")[1]),
-                embargo_bars=config.window_bars,
-                windows=dict(windows),
-            )
-            for entry, windows in folds
-        ],
+        folds=[fold_record(entry, config.window_bars, dict(windows)) for entry, windows in folds],
         trained_on_fold=fold.name,
-        code=CodeRecord(
-            git_commit=commit,
-            git_dirty=dirty,
-            package_version=package_version(),
-            torch_version=torch.__version__,
-            onnx_opset=exported.opset,
-        ),
+        code=code_record(exported),
         model_config_values=asdict(config),
         trainer_config=model.trainer_config,
         validation_metrics={**metrics, "onnx_parity_max_abs_diff": parity_difference},
@@ -630,17 +599,25 @@ def describe_regimes(
     stats["sample"] = sample
     stats["raw_switches"] = int(np.sum(np.diff(frame.get_column("regime_raw").to_numpy()) != 0))
     stats["risk_scale"] = model.regimes.risk_scale.tolist()
-    stats["feature_means"] = {
+    stats["feature_means"] = feature_means(feature_table, rows, labels, model.regimes.n_regimes)
+    return stats, frame
+
+
+def feature_means(
+    feature_table: pl.DataFrame, rows: np.ndarray, labels: np.ndarray, n_regimes: int
+) -> dict[str, list[float]]:
+    """Mean raw value of each of `PROFILED_FEATURES` the table has, per regime (NaN for a regime with
+    no rows): what tells the regimes apart in the reports."""
+    return {
         name: [
             float(feature_table.get_column(name).to_numpy()[rows][labels == k].mean())
             if np.any(labels == k)
             else float("nan")
-            for k in range(model.regimes.n_regimes)
+            for k in range(n_regimes)
         ]
         for name in PROFILED_FEATURES
         if name in feature_table.columns
     }
-    return stats, frame
 
 
 def volatility_quartiles(feature_table: pl.DataFrame, train_bounds: tuple[int, int]) -> np.ndarray | None:

@@ -13,7 +13,6 @@ Run folder:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -25,18 +24,11 @@ import torch
 from pydantic import Field
 
 from qa_engine.contract.manifest import ArtifactManifest
-from qa_engine.contract.manifest import CodeRecord
 from qa_engine.contract.manifest import DataRecord
-from qa_engine.contract.manifest import FeatureSetRecord
-from qa_engine.contract.manifest import FoldRecord
 from qa_engine.contract.manifest import OracleSection
-from qa_engine.contract.manifest import ScalerRecord
 from qa_engine.contract.manifest import WindowRecord
-from qa_engine.contract.manifest import code_version
-from qa_engine.contract.manifest import package_version
 from qa_engine.contract.manifest import utc_now
 from qa_engine.contract.manifest import write_manifest
-from qa_engine.errors import ConfigError
 from qa_engine.logging import get_logger
 from qa_engine.models.data import FoldData
 from qa_engine.models.data import WalkForwardRunConfig
@@ -53,8 +45,12 @@ from qa_engine.models.evaluation import realised_returns
 from qa_engine.models.evaluation import summarise
 from qa_engine.models.evaluation import write_report
 from qa_engine.models.export import OnnxExport
+from qa_engine.models.export import code_record
 from qa_engine.models.export import export_onnx
+from qa_engine.models.export import feature_set_record
+from qa_engine.models.export import fold_record
 from qa_engine.models.export import parity_max_abs_diff
+from qa_engine.models.export import scaler_record
 from qa_engine.models.oracle.network import ForecastShape
 from qa_engine.models.oracle.network import TemporalFusionTransformer
 from qa_engine.models.oracle.network import TFTConfig
@@ -168,7 +164,7 @@ def train_fold(config: OracleTrainConfig, data: FoldData, run_dir: Path, resume:
             "train_secs": result.secs,
             "best_validation_loss": result.best_validation_loss,
             "parameters": count_parameters(model),
-            "windows": {split: len(dataset) for split, dataset in data.splits.items()},
+            "windows": data.window_counts(),
         },
     )
     return FoldRun(data, model, result, evaluation, validation_metrics)
@@ -187,34 +183,6 @@ def validation_record(run: FoldRun) -> dict[str, float]:
     }
 
 
-def feature_set_record(data: FoldData) -> FeatureSetRecord:
-    """The fold's fitted feature set as the manifest records it (reusable by every window model)."""
-    return FeatureSetRecord(
-        name=data.feature_set.name,
-        version=data.feature_set.version,
-        hash=data.feature_set.hash,
-        declared_hash=data.declared_feature_set_hash,
-        names=list(data.meta.feature_names),
-        canonical=json.loads(data.feature_set.canonical_json()),
-        warmup_bars=data.feature_set.warmup_bars,
-    )
-
-
-def fold_records(folds: list[FoldData], embargo_bars: int) -> list[FoldRecord]:
-    return [
-        FoldRecord(
-            name=data.fold.name,
-            train_start=iso(data.fold.bounds_ns("train")[0]),
-            validation_start=iso(data.fold.bounds_ns("validation")[0]),
-            test_start=iso(data.fold.bounds_ns("test")[0]),
-            test_end=iso(data.fold.bounds_ns("test")[1]),
-            embargo_bars=embargo_bars,
-            windows={split: len(dataset) for split, dataset in data.splits.items()},
-        )
-        for data in folds
-    ]
-
-
 def oracle_manifest(
     config: OracleTrainConfig,
     data: FoldData,
@@ -223,37 +191,27 @@ def oracle_manifest(
     validation_metrics: dict[str, float],
 ) -> ArtifactManifest:
     """The manifest of the Oracle trained on `data` (one of `folds`), exported as `export`."""
-    commit, dirty = code_version()
     sources = [f"{source.symbol}={source.describe()}" for source in config.data.sources]
     return ArtifactManifest(
         model_kind="oracle",
         model_name="temporal_fusion_transformer",
         created_utc=utc_now(),
         model_sha256=export.sha256,
-        feature_set=feature_set_record(data),
+        feature_set=feature_set_record(
+            data.feature_set, data.declared_feature_set_hash, data.meta.feature_names
+        ),
         window=WindowRecord(
             interval=data.meta.interval,
             encoder_bars=data.meta.encoder_bars,
             horizon_bars=data.meta.horizon_bars,
         ),
-        scaler=ScalerRecord(
-            mean=data.scaler.mean.tolist(),
-            std=data.scaler.std.tolist(),
-            clip=data.scaler.clip,
-            fitted_on=f"train split of fold {data.fold.name}",
-        ),
+        scaler=scaler_record(data.scaler, f"train split of fold {data.fold.name}"),
         inputs=export.inputs,
         outputs=export.outputs,
         training_data=DataRecord(sources=sources, **data.training_bars),  # type: ignore[arg-type]
-        folds=fold_records(folds, config.data.embargo),
+        folds=[fold_record(other.fold, config.data.embargo, other.window_counts()) for other in folds],
         trained_on_fold=data.fold.name,
-        code=CodeRecord(
-            git_commit=commit,
-            git_dirty=dirty,
-            package_version=package_version(),
-            torch_version=torch.__version__,
-            onnx_opset=export.opset,
-        ),
+        code=code_record(export),
         model_config_values=asdict(config.model),
         trainer_config=asdict(config.trainer),
         validation_metrics=validation_metrics,
@@ -327,13 +285,3 @@ def train_oracle(config: OracleTrainConfig, run_dir: Path, resume: bool = False)
         {"artifact_fold": chosen.data.fold.name, "parity_max_abs_diff": parity, "total_secs": secs},
     )
     return OracleOutcome(run_dir, report, manifest, parity, secs)
-
-
-def ensure_device(config: OracleTrainConfig, device: str | None) -> OracleTrainConfig:
-    """The config with the trainer's device replaced (the CLI's --device)."""
-    if device is None:
-        return config
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device must be cpu or cuda, got {device}")
-    trainer = TrainerConfig(**{**asdict(config.trainer), "device": device})
-    return config.model_copy(update={"trainer": trainer})

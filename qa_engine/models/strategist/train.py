@@ -58,9 +58,12 @@ from qa_engine.models.data import FoldConfig
 from qa_engine.models.data import iso
 from qa_engine.models.data import to_ns
 from qa_engine.models.export import OnnxExport
+from qa_engine.models.export import code_record
 from qa_engine.models.export import export_onnx
+from qa_engine.models.export import feature_set_record
 from qa_engine.models.export import onnx_session
 from qa_engine.models.export import parity_max_abs_diff
+from qa_engine.models.export import scaler_record
 from qa_engine.models.strategist.network import INPUT_NAMES
 from qa_engine.models.strategist.network import OUTPUT_NAME
 from qa_engine.models.strategist.network import DecisionTransformer
@@ -517,16 +520,11 @@ def write_strategist_manifest(
     """manifest.json with the shared common records plus a `strategist` section. The shared
     file is assembled from the shared records (each validated); `read_manifest` reads it back as a
     StrategistArtifactManifest."""
-    from qa_engine.contract.manifest import CodeRecord
-    from qa_engine.contract.manifest import FeatureSetRecord
     from qa_engine.contract.manifest import FoldRecord
-    from qa_engine.contract.manifest import ScalerRecord
     from qa_engine.contract.manifest import WindowRecord
-    from qa_engine.contract.manifest import code_version
     from qa_engine.contract.manifest import utc_now
 
     interval = interval_text(interval_ns)  # "5m", "1h": the names the feeds and the other manifests use
-    commit, dirty = code_version()
     records = {
         "schema_version": 1,
         "model_kind": "strategist",
@@ -534,21 +532,10 @@ def write_strategist_manifest(
         "created_utc": utc_now(),
         "model_file": exported.path.name,
         "model_sha256": exported.sha256,
-        "feature_set": FeatureSetRecord(
-            name=feature_set.name,
-            version=feature_set.version,
-            hash=feature_set.hash,
-            declared_hash=declared_feature_set_hash,
-            names=list(feature_set.names),
-            canonical=json.loads(feature_set.canonical_json()),
-            warmup_bars=feature_set.warmup_bars,
-        ),
+        "feature_set": feature_set_record(feature_set, declared_feature_set_hash, feature_set.names),
         "window": WindowRecord(interval=interval, encoder_bars=config.context_length, horizon_bars=0),
-        "scaler": ScalerRecord(
-            mean=scaler.mean.tolist(),
-            std=scaler.std.tolist(),
-            clip=scaler.clip,
-            fitted_on=f"train split of fold {fold.name}, after the strategist's StateTransform",
+        "scaler": scaler_record(
+            scaler, f"train split of fold {fold.name}, after the strategist's StateTransform"
         ),
         "inputs": exported.inputs,
         "outputs": exported.outputs,
@@ -571,13 +558,7 @@ def write_strategist_manifest(
             )
         ],
         "trained_on_fold": fold.name,
-        "code": CodeRecord(
-            git_commit=commit,
-            git_dirty=dirty,
-            package_version="0.1.0",
-            torch_version=torch.__version__,
-            onnx_opset=exported.opset,
-        ),
+        "code": code_record(exported, package="0.1.0"),
         "model_config_values": asdict(config),
         "trainer_config": asdict(trainer_config),
         "validation_metrics": {k: float(v) for k, v in metrics.items() if math.isfinite(v)},

@@ -49,8 +49,8 @@ def tiny_guardian_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from qa_engine.models.guardian.train import export_guardian
     from qa_engine.models.guardian.train import train_guardian
     from tests.factories import research_klines
-    from tests.unit.models.guardian_data import TINY
-    from tests.unit.models.guardian_data import TINY_TRAINER
+    from tests.unit.models.guardian.guardian_data import TINY
+    from tests.unit.models.guardian.guardian_data import TINY_TRAINER
 
     source = research_klines(GUARDIAN_TRAINING_BARS)
     torch.set_num_threads(1)

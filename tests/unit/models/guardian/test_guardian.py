@@ -51,8 +51,8 @@ from qa_engine.models.guardian.train import guardian_feature_set
 from qa_engine.models.guardian.train import train_guardian
 from qa_engine.models.guardian.train import window_ends
 from tests.factories import research_klines
-from tests.unit.models.guardian_data import TINY
-from tests.unit.models.guardian_data import TINY_TRAINER
+from tests.unit.models.guardian.guardian_data import TINY
+from tests.unit.models.guardian.guardian_data import TINY_TRAINER
 
 BYBIT_BTC_5M = research_klines("bybit_linear_BTCUSDT_5m")  # data/klines: real, gap-free, 2025-01-01 on
 STEP_NS = interval_ns("5m")
@@ -415,7 +415,7 @@ def test_the_shared_loader_reads_a_guardian_artifact_and_the_guardian_loader_ref
     assert isinstance(artifact.manifest, GuardianArtifactManifest)
     assert artifact.manifest.model_kind == "guardian"
     assert isinstance(read_manifest(tmp_path / "guardian"), GuardianArtifactManifest)
-    oracle = Path(__file__).resolve().parents[3] / "artifacts" / "oracle"
+    oracle = Path(__file__).resolve().parents[4] / "artifacts" / "oracle"
     if (oracle / "manifest.json").is_file():
         with pytest.raises(ConfigError, match="'oracle' model, not a Guardian"):
             load_guardian_artifact(oracle)

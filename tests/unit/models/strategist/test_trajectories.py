@@ -23,11 +23,11 @@ from qa_engine.models.strategist.trajectories import TrajectoryConfig
 from qa_engine.models.strategist.trajectories import behaviour_uniforms
 from qa_engine.models.strategist.trajectories import build_trajectories
 from qa_engine.models.strategist.trajectories import rollout
-from tests.unit.models.strategist_data import STEP_NS
-from tests.unit.models.strategist_data import real_bars
-from tests.unit.models.strategist_data import real_features
-from tests.unit.models.strategist_data import real_trajectories
-from tests.unit.models.strategist_data import scaled_states
+from tests.unit.models.strategist.strategist_data import STEP_NS
+from tests.unit.models.strategist.strategist_data import real_bars
+from tests.unit.models.strategist.strategist_data import real_features
+from tests.unit.models.strategist.strategist_data import real_trajectories
+from tests.unit.models.strategist.strategist_data import scaled_states
 
 
 def test_state_transform_makes_price_columns_relative_to_the_same_close() -> None:

@@ -33,7 +33,7 @@ from tests.unit.models.oracle_data import tiny_config  # noqa: E402
 from tests.unit.models.oracle_data import tiny_fold  # noqa: E402
 from tests.unit.models.oracle_data import tiny_model  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(scope="module")

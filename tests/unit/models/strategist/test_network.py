@@ -26,11 +26,11 @@ from qa_engine.models.strategist.train import strategist_loss
 from qa_engine.models.strategist.train import train_strategist
 from qa_engine.models.strategist.train import train_strategist_from_config
 from qa_engine.models.strategist.trajectories import TrajectoryConfig
-from tests.unit.models.strategist_data import BYBIT_BTC_5M
-from tests.unit.models.strategist_data import STEP_NS
-from tests.unit.models.strategist_data import real_features
-from tests.unit.models.strategist_data import real_trajectories
-from tests.unit.models.strategist_data import scaled_states
+from tests.unit.models.strategist.strategist_data import BYBIT_BTC_5M
+from tests.unit.models.strategist.strategist_data import STEP_NS
+from tests.unit.models.strategist.strategist_data import real_features
+from tests.unit.models.strategist.strategist_data import real_trajectories
+from tests.unit.models.strategist.strategist_data import scaled_states
 
 
 @pytest.fixture(autouse=True)
