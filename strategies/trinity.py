@@ -19,11 +19,15 @@ Decision per bar (`decide`, a pure function):
 - the Strategist proposes a target position (action levels: -1 short, 0 flat, +1 long with 3
   actions) with confidence = the probability of its argmax action x 100;
 - below `confidence_threshold_pct`: nothing (HOLD, the position and its bracket stay);
-- new risk (entering, flipping, growing a position) needs (a) the Forecast's median at the gate
-  horizon (row `forecast_horizon_bars`, default the last: cumulative ln(close[t+h] / close[t]))
-  to clear the round-trip cost 2 x taker fee + `cost_margin_bps` in the position's direction, and
-  (b) the regime's risk_scale > 0. When (a) or (b) fails, reducing is still allowed: a flip
-  becomes a close, an entry becomes nothing. risk_scale = 0 means "no new risk"; exits stay allowed;
+- new risk (entering, flipping, growing a position) needs (a) the Forecast's distribution at the gate
+  horizon (row `forecast_horizon_bars`, default the last: cumulative ln(close[t+h] / close[t])) to give
+  the move beyond the cost in the position's direction a probability above `min_clear_probability` and
+  above the opposite move's (`clear_probability`: the CDF read linearly between the forecast's
+  quantiles), the cost being the round trip 2 x taker fee + `cost_margin_bps` plus the funding that side
+  would pay over the horizon at the last settled rate (`funding_in_cost`); at 0.5 this is exactly "the
+  median clears the cost" (property-tested), the 5m presets' rule; and (b) the regime's risk_scale > 0.
+  When (a) or (b) fails, reducing is still allowed: a flip becomes a close, an entry becomes nothing.
+  risk_scale = 0 means "no new risk"; exits stay allowed;
 - missing inputs (warm-up: features, context, ATR, forecast or regime not there yet): no new risk.
 Signal rule: no trade -> HOLD; a trade that raises the signed position (flat -> long, short -> flat,
 short -> long) is a BUY, one that lowers it a SELL; it is STRONG_ when it opens a full position
@@ -33,10 +37,15 @@ e.g. "DT long p=0.71; q50(+12)=+18.3bp > cost 14.0bp; regime 1 risk 0.94; ATR 85
 and is tagged on every order ("SIGNAL|confidence|reasoning", recorded in fills.csv). Every decision is
 also published as an Action on DataType(Action, metadata={"instrument_id": ...}).
 
-Sizing (risk per trade, `risk_sized_quantity`): quantity = equity x risk_per_trade_pct% x risk_scale /
-stop distance, stop distance = atr_stop_multiple x ATR (Nautilus AverageTrueRange, simple mean of
-`atr_period_bars` true ranges), capped at max_leverage x equity / price and the venue's limits,
-rounded down to the lot step (qa_engine.risk.sizing). On 5m BTC bars the leverage cap usually binds.
+Sizing, `sizing = "risk"` (risk per trade, `risk_sized_quantity`): quantity = equity x risk_per_trade_pct%
+x risk_scale / stop distance, capped at max_leverage x equity / price and the venue's limits, rounded
+down to the lot step (qa_engine.risk.sizing). `sizing = "vol_target"`: notional = equity x
+min(max_leverage, target sigma / the Oracle's sigma) x risk_scale, the Oracle's sigma per bar implied by
+its outermost quantiles at the gate horizon (`sigma_from_quantiles`), the target `vol_target_annual_pct`
+a year. The stop distance is atr_stop_multiple x ATR (Nautilus AverageTrueRange, simple mean of
+`atr_period_bars` true ranges) but never closer than `min_stop_cost_multiple` round-trip costs
+(`bracket_distances`); the take-profit keeps its ratio to the stop. `trade_from` (an ISO time): bars before
+it only warm up features, models and the Strategist's context (walk-forward test ranges).
 
 Orders: an entry is a bracket (market entry + stop-market stop-loss at atr_stop_multiple x ATR + limit
 take-profit at atr_take_profit_multiple x ATR from the decision bar's close; the exchange cancels the
@@ -56,12 +65,16 @@ is what the context sees). Counters: `policy.calls`, `policy.inference_secs`, `d
 
 Presets (`preset`; any explicitly given parameter overrides the preset's value):
 
-| preset       | confidence | risk/trade | stop     | take-profit | gate horizon | margin | max leverage |
-|--------------|-----------:|-----------:|---------:|------------:|-------------:|-------:|-------------:|
-| full         | 60%        | 2%         | 2.0 ATR  | 3.0 ATR     | forecast's (12 bars) | 2 bp | 3x |
-| fast         | 60%        | 2%         | 1.0 ATR  | 1.5 ATR     | 6 bars (30 min on 5m) | 2 bp | 3x |
-| conservative | 75%        | 1%         | 2.5 ATR  | 3.75 ATR    | forecast's   | 5 bp   | 2x           |
-| aggressive   | 50%        | 5%         | 1.5 ATR  | 3.0 ATR     | forecast's   | 0 bp   | 5x           |
+| preset       | conf. | risk | stop    | take-profit | horizon | margin | lev. | P(clear) | floor | sizing |
+|--------------|------:|-----:|--------:|------------:|---------|-------:|-----:|---------:|------:|--------|
+| full         | 60%   | 2%   | 2.0 ATR | 3.0 ATR     | last    | 2 bp   | 3x   | 0.5      | 2     | risk   |
+| fast         | 60%   | 2%   | 1.0 ATR | 1.5 ATR     | 6 bars  | 2 bp   | 3x   | 0.5      | 2     | risk   |
+| conservative | 75%   | 1%   | 2.5 ATR | 3.75 ATR    | last    | 5 bp   | 2x   | 0.55     | 3     | risk   |
+| aggressive   | 50%   | 5%   | 1.5 ATR | 3.0 ATR     | last    | 0 bp   | 5x   | 0.5      | 1.5   | risk   |
+| swing (1h)   | 50%   | 2%   | 2.0 ATR | 3.0 ATR     | last    | 2 bp   | 2x   | 0.45     | 3     | vol 30%|
+
+(horizon: the forecast step the gate reads, "last" = the forecast's horizon, 12 bars; floor: the stop's
+minimum distance in round-trip costs; vol 30%: vol-target sizing at a 30 % annual target.)
 
 Confidence and risk per trade are REQUIREMENTS.md's (60/60/75/50%, 2/2/1/5%), stops lie in its
 1.0-2.5 ATR range. "fast" means quick trades: the tightest stop and take-profit (1.5 R) and a gate on
@@ -69,8 +82,11 @@ the median 30 minutes ahead instead of an hour; "conservative" a wide stop (smal
 risk), a higher bar for confidence and cost; "aggressive" 2 R targets with more risk and leverage (its
 run config raises the venue's leverage to 5x to match).
 
-What the committed artifacts do with this (configs/backtest/trinity*.toml on the January 2025 sample,
-inside the models' training range): no preset trades. The Oracle's 12-bar median stays within
+"swing" is the hourly Trinity (artifacts/hourly, configs/backtest/trinity_1h.toml): 12 hours is where the
+move clears the cost (docs/COST_HORIZON.md); its out-of-sample record is docs/WALKFORWARD.md.
+
+What the committed 5m artifacts do with this (configs/backtest/trinity*.toml on the January 2025 sample,
+inside the models' training range): no 5m preset trades. The Oracle's 12-bar median stays within
 -0.4 .. +4.4 bp (1st .. 99th percentile of 8,367 forecasts), never near the 12-17 bp cost, so the
 forecast gate never opens (the Strategist is then never run while flat); with `use_oracle = false`
 the Strategist proposes flat with p = 0.97-0.99 on every bar (behaviour cloning learnt persistence;
