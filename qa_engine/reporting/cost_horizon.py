@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from qa_engine.data.resample import resample_klines
+
 TAKER_FEE_BPS = 5.5
 SLIPPAGE_BPS = 1.0
 DEFAULT_COST_BPS = 2 * TAKER_FEE_BPS + 2 * SLIPPAGE_BPS  # 13 bp round trip
@@ -68,24 +70,14 @@ def _check_klines(klines: pl.DataFrame) -> pl.DataFrame:
 
 
 def resample(klines: pl.DataFrame, interval: str) -> pl.DataFrame:
-    """5m klines as `interval` bars (ts_open at the bucket's start, UTC-aligned), complete buckets only."""
+    """5m klines as `interval` bars (ts_open at the bucket's start, UTC-aligned), complete buckets only
+    (qa_engine.data.resample, the same rule as `qa data resample`)."""
     if interval not in INTERVAL_MINUTES:
         raise ValueError(f"interval must be one of {', '.join(INTERVAL_MINUTES)}, got '{interval}'")
     frame = _check_klines(klines)
-    per_bucket = INTERVAL_MINUTES[interval] // BASE_MINUTES
-    return (
-        frame.group_by_dynamic("ts_open", every=f"{INTERVAL_MINUTES[interval]}m", closed="left", label="left")
-        .agg(
-            pl.col("open").first(),
-            pl.col("high").max(),
-            pl.col("low").min(),
-            pl.col("close").last(),
-            pl.col("volume").sum(),
-            pl.len().alias("bars"),
-        )
-        .filter(pl.col("bars") == per_bucket)
-        .drop("bars")
-    )
+    if interval == "5m":
+        return frame
+    return resample_klines(frame, "5m", interval).frame
 
 
 def abs_moves_bp(bars: pl.DataFrame, interval: str, horizon_bars: int) -> np.ndarray:
