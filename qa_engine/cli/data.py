@@ -381,6 +381,7 @@ def resample_command(
 ) -> None:
     """Build klines of a coarser interval (only complete buckets; an hour missing a 5m bar is dropped)."""
     from qa_engine.data.resample import resample_file
+
     result = resample_file(source, target, source_interval, target_interval)  # a QAError exits 2 (main)
     frame = result.frame
     stdout_console.print(

@@ -642,4 +642,3 @@ def test_model_disagreement_kill_switch_sees_the_strategists_raw_proposals(sampl
     unguarded = run_backtest(config, run_dir=tmp_path / "unguarded")
     with_guard, without = outcome.report.metrics.final_equity, unguarded.report.metrics.final_equity
     assert unguarded.report.risk_events.height == 0 and with_guard != without
-
