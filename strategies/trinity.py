@@ -697,7 +697,8 @@ class TrinityStrategy(TargetPositionStrategy):
             row, levels = forecast.values[horizon - 1], forecast.quantiles
             clear_long = clear_probability(levels, row, cost + funding)
             clear_short = 1.0 - clear_probability(levels, row, -(cost - funding))
-            self._bar_sigma = sigma_from_quantiles(levels, row, horizon)
+            if settings.sizing == "vol_target":  # only vol-target sizing reads it (in _enter)
+                self._bar_sigma = sigma_from_quantiles(levels, row, horizon)
         regime = inputs.regime
         return GateInputs(
             held=held,

@@ -78,6 +78,39 @@ def estimated_bars(config: BacktestConfig) -> int:
     return sum(int(seconds // INTERVAL_SECS[bars.interval]) for bars in config.data.bars)
 
 
+def run_in_windows(node: BacktestNode, run_config, config: BacktestConfig) -> None:
+    """`node.run()` without loading the whole range first: the data of each window of
+    `engine.chunk_size_bars` bars (every data config of the run: bars, funding updates, replayed
+    signals; catalog queries take both ends, so windows are [start, start + step - 1 ns]) is added,
+    sorted and run in streaming mode, then cleared; `engine.end()` closes the run. Peak memory is one
+    window's records instead of the range's.
+
+    Not Nautilus' own `BacktestRunConfig.chunk_size`: its streaming session (Rust DataFusion backend)
+    refuses FundingRateUpdate and our custom signal classes in 1.231 ("custom data type ... is not
+    registered with an Arrow schema"). Each window is a one-shot load (`BacktestNode.load_data_config`,
+    the query `_run_oneshot` makes, narrowed to the window); the engine's streaming runs process the
+    concatenated stream in the same order, so orders and fills are those of the one-shot run."""
+    engine = node.get_engine(run_config.id)
+    step_ns = config.engine.chunk_size_bars * min(INTERVAL_SECS[b.interval] for b in config.data.bars) * 10**9
+    start_ns = int(config.data.start.timestamp()) * 10**9
+    end_ns = int(config.data.end.timestamp()) * 10**9
+    window_start = start_ns
+    while window_start <= end_ns:
+        window_last = min(window_start + step_ns - 1, end_ns)
+        loaded = 0
+        for data_config in run_config.data:
+            result = node.load_data_config(data_config, window_start, window_last)
+            if result.data:
+                node._load_engine_data(engine, result, sort=False)
+                loaded += len(result.data)
+        if loaded:
+            engine.sort_data()
+            engine.run(run_config_id=run_config.id, streaming=True)
+            engine.clear_data()
+        window_start = window_last + 1
+    engine.end()
+
+
 def run_backtest(
     config: BacktestConfig,
     run_dir: Path | None = None,
@@ -116,7 +149,10 @@ def _run(
                 for actor in built.trader.actors():
                     if isinstance(actor, RunRecorderActor):
                         actor.on_bars = on_bars
-            node.run()
+            if config.engine.chunk_size_bars is None:
+                node.run()
+            else:
+                run_in_windows(node, run_config, config)
         except Exception as exc:
             raise PluginError(f"backtest '{config.id}' failed inside the engine: {exc!r}") from exc
         wall_secs = time.perf_counter() - started

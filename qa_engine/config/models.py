@@ -270,6 +270,16 @@ class EngineConfig(_Model):
         ge=0,
         description="purge closed orders from the Cache every N bars (0: never); keeps long runs linear",
     )
+    chunk_size_bars: int | None = Field(
+        None,
+        ge=100,
+        description=(
+            "stream the catalog through the engine in windows of this many bars (of the finest bar "
+            "interval; funding updates and replayed signals of each window with them) instead of "
+            "loading the whole range first: memory stays flat with the run length, same orders and "
+            "fills; unset: load everything at once"
+        ),
+    )
 
 
 class OutputConfig(_Model):
