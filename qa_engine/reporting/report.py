@@ -127,10 +127,11 @@ def risk_events_frame(events) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema).with_columns(pl.col("ts").cast(UTC_NS))
 
 
-def closes_frame(rows: list[tuple[int, str, float]]) -> pl.DataFrame:
-    """The recorder's bar closes (ts_ns, instrument_id, close) as a table, in time order."""
+def closes_frame(rows) -> pl.DataFrame:
+    """The recorder's bar closes (ts_ns, instrument_id, close) as a table, in time order: a list of
+    rows or the recorder's BarRows (its `frame()`)."""
     schema = {"ts": pl.Int64(), "instrument_id": pl.Utf8(), "close": pl.Float64()}
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    frame = rows.frame() if hasattr(rows, "frame") else pl.DataFrame(rows, schema=schema, orient="row")
     return frame.with_columns(pl.col("ts").cast(UTC_NS)).sort("ts", maintain_order=True)
 
 
@@ -156,15 +157,13 @@ def trades_frame(round_trips) -> pl.DataFrame:
     return frame.with_columns(pl.col("entry_ts").cast(UTC_NS), pl.col("exit_ts").cast(UTC_NS))
 
 
-def equity_frame(
-    rows: list[tuple[int, float, float]], first_ts_ns: int, starting_balance: float
-) -> pl.DataFrame:
-    """One row per bar close (the last record at each close time), after a starting row."""
-    frame = pl.DataFrame(
-        [(first_ts_ns, starting_balance, 0.0), *rows],
-        schema={"ts": pl.Int64(), "equity": pl.Float64(), "position_notional": pl.Float64()},
-        orient="row",
-    )
+def equity_frame(rows, first_ts_ns: int, starting_balance: float) -> pl.DataFrame:
+    """One row per bar close (the last record at each close time), after a starting row. `rows`: a list
+    of (ts_ns, equity, position_notional) or the recorder's BarRows of those columns."""
+    schema = {"ts": pl.Int64(), "equity": pl.Float64(), "position_notional": pl.Float64()}
+    start = pl.DataFrame([(first_ts_ns, starting_balance, 0.0)], schema=schema, orient="row")
+    body = rows.frame() if hasattr(rows, "frame") else pl.DataFrame(list(rows), schema=schema, orient="row")
+    frame = pl.concat([start, body.cast(schema)])
     frame = frame.unique(subset="ts", keep="last", maintain_order=True).sort("ts")
     return frame.with_columns(pl.col("ts").cast(UTC_NS)).select(list(EQUITY_CURVE_SCHEMA))
 
@@ -176,11 +175,7 @@ def per_instrument_metrics(
     if instruments < 2:
         return {}
     allocation = float(starting_balance) / instruments
-    rows = pl.DataFrame(
-        recorder.instrument_pnl_rows,
-        schema={"ts": pl.Int64(), "instrument_id": pl.Utf8(), "pnl": pl.Float64()},
-        orient="row",
-    )
+    rows = recorder.instrument_pnl_rows.frame()
     fees = {}
     for fill in recorder.fill_rows:
         fees[fill["instrument_id"]] = fees.get(fill["instrument_id"], 0.0) + float(fill["fee"])
