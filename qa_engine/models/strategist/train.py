@@ -558,7 +558,7 @@ def write_strategist_manifest(
             )
         ],
         "trained_on_fold": fold.name,
-        "code": code_record(exported, package="0.1.0"),
+        "code": code_record(exported),
         "model_config_values": asdict(config),
         "trainer_config": asdict(trainer_config),
         "validation_metrics": {k: float(v) for k, v in metrics.items() if math.isfinite(v)},
