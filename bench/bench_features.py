@@ -14,7 +14,8 @@
   --backtest-days days of 2025) ingested into a temporary catalog with `qa_engine.data.ingest`; the
   EMA-cross run alone and the EMA-cross run + a FeatureActor of the default set, interleaved
   (--repeat pairs), medians of process CPU time and of wall time; printed: us/bar of the FeatureActor
-  over EMA alone (CPU and wall) next to the streaming engine's own us/bar measured in this run;
+  over EMA alone (CPU and wall) next to the streaming engine's own us/bar measured in this run, and
+  the engine's `update` timed per call inside one more backtest run (where the difference goes);
 - parity: max |batch - streaming| over every shipped stretch of real BTC/ETH 1m and 5m bars
   (tests.factories.kline_stretches: data/klines and the test slices of tests/data/klines).
 The machine is shared: run it when nothing else runs, and read the load average it prints.
@@ -201,6 +202,27 @@ def run_backtest_actor(days: int, repeat: int) -> dict:
                 seconds[name].append((time.process_time() - cpu, time.perf_counter() - wall))
                 bars[name] = outcome.bars
                 shutil.rmtree(run_dir, ignore_errors=True)
+        # Once more, with StreamingFeatureEngine.update timed per call (perf_counter): how much of the
+        # difference is the engine's own update when it runs between the bars of Nautilus. Not part
+        # of the medians above (the timing wrapper costs a little itself).
+        from qa_engine.features.streaming import StreamingFeatureEngine
+
+        untimed = StreamingFeatureEngine.update
+        spent = [0.0, 0]
+
+        def timed_update(self, *args):
+            started = time.perf_counter()
+            result = untimed(self, *args)
+            spent[0] += time.perf_counter() - started
+            spent[1] += 1
+            return result
+
+        StreamingFeatureEngine.update = timed_update
+        try:
+            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+            run_backtest(runs["ema+features"], run_dir=run_dir)
+        finally:
+            StreamingFeatureEngine.update = untimed
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if bars["ema"] != bars["ema+features"]:
@@ -216,6 +238,7 @@ def run_backtest_actor(days: int, repeat: int) -> dict:
         "median_cpu_wall": medians,
         "us_per_bar_over_ema_cpu": (medians["ema+features"][0] - medians["ema"][0]) / count * 1e6,
         "us_per_bar_over_ema_wall": (medians["ema+features"][1] - medians["ema"][1]) / count * 1e6,
+        "engine_update_us_per_bar_inside": spent[0] / max(spent[1], 1) * 1e6,
     }
 
 
@@ -304,6 +327,10 @@ def main() -> None:
             f"{actor['us_per_bar_over_ema_cpu']:.1f} CPU, {actor['us_per_bar_over_ema_wall']:.1f} wall "
             f"(target <= 35; the streaming engine alone, this run: "
             f"{report['streaming_us_per_bar_cpu_wall']['default set'][0]:.1f} CPU)"
+        )
+        print(
+            "  of which StreamingFeatureEngine.update, timed inside the backtest (one more run): "
+            f"{actor['engine_update_us_per_bar_inside']:.1f} us/bar wall"
         )
     if not arguments.skip_parity:
         report["parity"] = run_parity()
