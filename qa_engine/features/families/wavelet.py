@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from threadpoolctl import threadpool_limits
 
 from qa_engine.features.contexts import BAR_INDEX
 from qa_engine.features.contexts import CLOSE
@@ -66,17 +67,22 @@ def _denoised_batch(context: BatchContext, spec: FeatureSpec) -> np.ndarray:
         if len(close) < window:
             return out
         windows = sliding_window_view(close, window)
-        for start in range(0, len(windows), CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, len(windows))
-            block = windows[start:stop]
-            if len(block) < CHUNK_ROWS:
-                # BLAS picks its kernel by matrix shape: a short last block would round a row's value
-                # differently from the same row inside a full block (1 ulp), so a value could change
-                # when later bars arrive. Padding keeps every product the same shape.
-                block = np.concatenate([block, np.repeat(block[-1:], CHUNK_ROWS - len(block), axis=0)])
-            out[start + window - 1 : stop + window - 1] = wavelet_denoise_last_batch(block, operator)[
-                : stop - start
-            ]
+        # One BLAS thread: the batch twin already runs this kind in a worker thread beside polars and
+        # the other numpy kinds, and a multi-threaded OpenBLAS on these (2048, W) products spent
+        # ~0.7 s more CPU on 1M bars for no wall-clock gain (bench/bench_features.py). OpenBLAS splits
+        # a product by output rows / columns, never along the summed axis, so values are the same.
+        with threadpool_limits(limits=1, user_api="blas"):
+            for start in range(0, len(windows), CHUNK_ROWS):
+                stop = min(start + CHUNK_ROWS, len(windows))
+                block = windows[start:stop]
+                if len(block) < CHUNK_ROWS:
+                    # BLAS picks its kernel by matrix shape: a short last block would round a row's
+                    # value differently from the same row inside a full block (1 ulp), so a value
+                    # could change when later bars arrive. Padding keeps every product the same shape.
+                    block = np.concatenate([block, np.repeat(block[-1:], CHUNK_ROWS - len(block), axis=0)])
+                out[start + window - 1 : stop + window - 1] = wavelet_denoise_last_batch(block, operator)[
+                    : stop - start
+                ]
         return out
 
     key = ("wavelet", operator.window_bars, spec.param("wavelet"), spec.param("level"), spec.param("mode"))
