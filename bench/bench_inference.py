@@ -161,6 +161,7 @@ def strategist_cases(folder: Path, work: Path, rng: np.random.Generator) -> dict
         policy.commit(policy.flat_action)
         ts += policy.interval_ns
     ready = policy.observe(row, close, ts)  # the bar whose proposal is timed (left uncommitted)
+    policy.act()  # observe() defers the context's buffers to the next act(): this one writes them
     inputs = dict(policy._inputs)
     states = next(record for record in manifest.inputs if record.name == "states")
     trivial = trivial_session(work, states, manifest.outputs[0], [1, *states.shape[1:]])

@@ -79,9 +79,25 @@ def unpack(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f8")
 
 
+def _records_from_arrow(cls, table) -> list:
+    """A table of `cls` records -> the records, column by column: what Nautilus' generic
+    `from_arrow` (`[cls.from_dict(row) for row in table.to_pylist()]`) gives for these classes, whose
+    fields are all plain values (no dict annotations) but `instrument_id` (one InstrumentId per distinct
+    string), at a fraction of its per-row cost (a replayed 5m year is ~100k records)."""
+    names = [name for name in table.column_names if name not in ("type", "data_type")]
+    columns = [table.column(name).to_pylist() for name in names]
+    if "instrument_id" in names:
+        index = names.index("instrument_id")
+        ids = {value: InstrumentId.from_str(value) for value in set(columns[index])}
+        columns[index] = [ids[value] for value in columns[index]]
+    return [cls(**dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
+
+
 @customdataclass
 class FeatureVector(Data):
     """Streaming features of one bar, in the feature set's order; `warm` is False during warm-up."""
+
+    from_arrow = classmethod(_records_from_arrow)
 
     instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
     feature_set_hash: str = ""
@@ -96,6 +112,8 @@ class FeatureVector(Data):
 @customdataclass
 class Forecast(Data):
     """Quantile forecast of forward log returns: a (horizon_bars, len(quantiles)) matrix."""
+
+    from_arrow = classmethod(_records_from_arrow)
 
     instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
     model_id: str = ""
@@ -116,6 +134,8 @@ class Forecast(Data):
 class Regime(Data):
     """Market regime from the Guardian: id, probabilities per regime, and the risk scale in [0, 1]."""
 
+    from_arrow = classmethod(_records_from_arrow)
+
     instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
     model_id: str = ""
     regime_id: int = -1
@@ -131,6 +151,8 @@ class Regime(Data):
 class Action(Data):
     """A strategy's decision as a message: target position fraction, signal, confidence, reasoning."""
 
+    from_arrow = classmethod(_records_from_arrow)
+
     instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
     target_position: float = 0.0
     signal: str = "HOLD"
@@ -142,6 +164,8 @@ class Action(Data):
 class Proposal(Data):
     """The Strategist's own proposal at a bar, before the gates: its target position and probability.
     The risk guard compares its direction with the Oracle's (the model-disagreement kill switch)."""
+
+    from_arrow = classmethod(_records_from_arrow)
 
     instrument_id: InstrumentId = InstrumentId.from_str("NONE.NONE")
     model_id: str = ""

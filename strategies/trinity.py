@@ -98,6 +98,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import fields
@@ -326,7 +327,37 @@ def clear_probability(levels: np.ndarray, values: np.ndarray, threshold: float) 
     at one horizon step). The CDF is linear between the quantiles and continues the outer segments'
     slopes beyond them (clipped to [0, 1]); crossed quantiles are sorted first (monotone
     rearrangement). Written here because it is four lines of numpy over the forecast's own quantiles.
-    With the median among the quantiles, P > 0.5 exactly when the median is above the threshold."""
+    With the median among the quantiles, P > 0.5 exactly when the median is above the threshold.
+
+    Per bar it reads a handful of quantiles twice, so it runs on Python floats (the same IEEE double
+    operations as `np.interp`, whose code it follows: `tests/unit/strategies/test_trinity_cost_aware.py`
+    checks it bit for bit against the numpy form); a NaN quantile takes the numpy form."""
+    x = sorted(np.asarray(values, dtype=np.float64).tolist())
+    p = np.asarray(levels, dtype=np.float64).tolist()
+    if any(value != value for value in x):  # NaN: numpy's sort order and interp
+        return _clear_probability_numpy(levels, values, threshold)
+    if threshold <= x[0]:
+        slope = (p[1] - p[0]) / max(x[1] - x[0], 1e-12)
+        cdf = p[0] - (x[0] - threshold) * slope
+    elif threshold >= x[-1]:
+        slope = (p[-1] - p[-2]) / max(x[-1] - x[-2], 1e-12)
+        cdf = p[-1] + (threshold - x[-1]) * slope
+    else:  # np.interp: x[j] <= threshold < x[j + 1]
+        j = bisect_right(x, threshold) - 1
+        if x[j] == threshold:
+            cdf = p[j]
+        else:
+            slope = (p[j + 1] - p[j]) / (x[j + 1] - x[j])
+            cdf = slope * (threshold - x[j]) + p[j]
+            if cdf != cdf:
+                cdf = slope * (threshold - x[j + 1]) + p[j + 1]
+                if cdf != cdf and p[j] == p[j + 1]:
+                    cdf = p[j]
+    return float(min(1.0, max(0.0, 1.0 - cdf)))
+
+
+def _clear_probability_numpy(levels: np.ndarray, values: np.ndarray, threshold: float) -> float:
+    """`clear_probability` in numpy (the reference form; NaN quantiles)."""
     x = np.sort(np.asarray(values, dtype=np.float64))
     p = np.asarray(levels, dtype=np.float64)
     if threshold <= x[0]:

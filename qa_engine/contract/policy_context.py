@@ -141,15 +141,7 @@ class StrategistContext:
         self.realised: list[float] = []
 
     def observe(self, state: np.ndarray, close: float) -> dict[str, np.ndarray] | None:
-        if self.last_close is not None:
-            reward = self.position * math.log(close / self.last_close) - self.taker_fee_rate * abs(
-                self.position - self.previous_position
-            )
-            self.realised.append(reward)
-            self.rtg -= reward
-        timestep = self.seen % self.episode_bars
-        if timestep == 0:
-            self.rtg = self.target_return
+        timestep = self._account(close)
         for buffer in (self.returns, self.states, self.actions, self.timesteps):
             buffer[:-1] = buffer[1:]  # shift one step left in place (numpy copies overlapping slices safely)
         self.returns[-1, 0] = self.rtg / self.rtg_scale
@@ -166,6 +158,29 @@ class StrategistContext:
             "actions": self.actions[None],  # (1, K)
             "timesteps": self.timesteps[None],  # (1, K)
         }
+
+    def advance(self, close: float, action: int) -> None:
+        """observe() then commit(action) of a step that is shifted out of the window before the model
+        next reads it: the same reward and return-to-go accounting, without writing the buffers (every
+        row it would have written is overwritten by the `context_length` steps that follow it)."""
+        self._account(close)
+        self.seen += 1
+        self.last_close = close
+        self.previous_position = self.position
+        self.position = float(self.levels[action])
+
+    def _account(self, close: float) -> int:
+        """The reward of the position held over this bar, the return-to-go; returns the step's timestep."""
+        if self.last_close is not None:
+            reward = self.position * math.log(close / self.last_close) - self.taker_fee_rate * abs(
+                self.position - self.previous_position
+            )
+            self.realised.append(reward)
+            self.rtg -= reward
+        timestep = self.seen % self.episode_bars
+        if timestep == 0:
+            self.rtg = self.target_return
+        return timestep
 
     def commit(self, action: int) -> None:
         self.actions[-1] = action

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
@@ -129,7 +130,12 @@ class StrategistPolicy:
         self.session = cpu_session(self.artifact.model_path, threads)
         self.calls = 0
         self.inference_secs = 0.0
-        self.context = self._new_context()
+        self._context = self._new_context()
+        # Bars observed but not yet written into the context's buffers: [raw row, close, action index or
+        # None while uncommitted], at most `context_length` of them (see `observe`).
+        self._pending: deque[list] = deque()
+        self._ready = False
+        self._position = 0.0
         self._inputs: dict[str, np.ndarray] | None = None
         self._last_ts: int | None = None
         self._uncommitted = False
@@ -151,7 +157,13 @@ class StrategistPolicy:
     @property
     def ready(self) -> bool:
         """True after an observe() that filled the context (act() may be called)."""
-        return self._inputs is not None
+        return self._ready
+
+    @property
+    def context(self) -> StrategistContext:
+        """The context, every observed bar in it (what act() reads)."""
+        self._flush()
+        return self._context
 
     @property
     def awaiting_commit(self) -> bool:
@@ -161,13 +173,16 @@ class StrategistPolicy:
     @property
     def position(self) -> float:
         """The position last committed (held over the coming bar), as a fraction in [-1, 1]."""
-        return self.context.position
+        return self._position
 
     # --- per bar ------------------------------------------------------------------------------
 
     def reset(self) -> None:
         """A fresh context (flat, empty): the next K bars only fill it."""
-        self.context = self._new_context()
+        self._context = self._new_context()
+        self._pending.clear()
+        self._ready = False
+        self._position = 0.0
         self._inputs = None
         self._last_ts = None
         self._uncommitted = False
@@ -178,6 +193,13 @@ class StrategistPolicy:
         With `ts_ns`, a step that is not exactly one interval after the last observed bar resets the
         context first. A row with NaN/inf (warm-up) resets it and returns False. An observe() not
         followed by commit() is committed as "keep the position" before the next bar.
+
+        The bar's state (transform, scaler) and its step in the context's buffers are computed when
+        act() (or `context`) next needs them, not here: of the bars observed since, only the last
+        `context_length` can reach the model, so older ones only go through the reward and return-to-go
+        accounting (`StrategistContext.advance`). The context act() reads is the same, value for value,
+        as if every bar had been written at once; a run that skips most Strategist calls (flat, no
+        entry possible) no longer pays the state of every bar.
         """
         row = np.asarray(raw_feature_row, dtype=np.float64)
         if row.shape != (len(self.feature_names),):
@@ -186,17 +208,31 @@ class StrategistPolicy:
                 f"got shape {row.shape}"
             )
         if self._uncommitted:
-            self.commit(self.nearest_action(self.context.position))
+            self.commit(self.nearest_action(self._position))
         if ts_ns is not None and self._last_ts is not None and ts_ns - self._last_ts != self.interval_ns:
             self.reset()
         if not (math.isfinite(close) and close > 0 and np.isfinite(row).all()):
             self.reset()
             return False
-        state = self.state(row, close)
-        self._inputs = self.context.observe(state, float(close))
+        pending = self._pending
+        if len(pending) == self.section.context_length:  # shifted out of the window before any act()
+            _, old_close, old_action = pending.popleft()
+            self._context.advance(old_close, old_action)
+        pending.append([row.copy(), float(close), None])
+        self._inputs = None
+        self._ready = self._context.seen + len(pending) >= self.section.context_length
         self._last_ts = ts_ns
         self._uncommitted = True
-        return self._inputs is not None
+        return self._ready
+
+    def _flush(self) -> None:
+        """Write the pending bars into the context (state, buffers; the committed actions)."""
+        pending, context = self._pending, self._context
+        while pending:
+            row, close, action = pending.popleft()
+            self._inputs = context.observe(self.state(row, close), close)
+            if action is not None:
+                context.commit(action)
 
     def state(self, raw_feature_row: np.ndarray, close: float) -> np.ndarray:
         """s_t as training builds it: scaler(StateTransform(row, close)), float32 (S,)."""
@@ -210,11 +246,12 @@ class StrategistPolicy:
         """The policy's proposal for the bar last observed. `target_return` (None: the policy's own)
         asks what the model would do had every episode started at that target instead: the
         return-to-go tokens shift by the difference (R_t = target - rewards realised in the episode)."""
-        if self._inputs is None:
+        if not self._ready:
             raise RuntimeError("act() needs a full context: call observe() until it returns True")
+        self._flush()
         inputs = self._inputs
         if target_return is not None:
-            shift = (self._target(target_return) - self.context.target_return) / self.context.rtg_scale
+            shift = (self._target(target_return) - self._context.target_return) / self._context.rtg_scale
             inputs = {**inputs, "returns_to_go": (inputs["returns_to_go"] + np.float32(shift))}
         started = time.perf_counter()
         logits = self.session.run([OUTPUT_NAME], inputs)[0][0]  # (A,)
@@ -231,7 +268,11 @@ class StrategistPolicy:
             raise ValueError(f"action_index must be in [0, {self.n_actions}), got {action_index}")
         if not self._uncommitted:
             raise RuntimeError("commit() must follow an observe() (once per bar)")
-        self.context.commit(int(action_index))
+        if self._pending:
+            self._pending[-1][2] = int(action_index)
+        else:  # act() wrote the bar into the context already
+            self._context.commit(int(action_index))
+        self._position = float(self._context.levels[action_index])
         self._uncommitted = False
 
     def nearest_action(self, position: float) -> int:

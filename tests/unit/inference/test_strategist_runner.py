@@ -250,3 +250,42 @@ def test_runner_reproduces_the_committed_strategist_out_of_sample_rollouts(label
     assert sum(policy.context.realised) == pytest.approx(expected["log_return"], rel=0, abs=1e-9)
     assert np.abs(np.diff(np.concatenate([[0.0], positions[:-1]]))).sum() == expected["turnover"]
     assert np.mean(positions[:-1] < 0) == pytest.approx(expected["short_share"], abs=1e-12)
+
+
+def test_a_sparse_act_reads_the_context_every_bar_would_have_built():
+    """observe() defers the state and buffer work to act(): at every act(), after any number of bars
+    without one (committed long, short or flat), the model inputs, the realised rewards and the
+    return-to-go equal those of a context fed eagerly bar by bar (the pre-deferral behaviour)."""
+    from qa_engine.contract.policy_context import StrategistContext
+
+    ts, closes, raw, _ = held_out_rows()
+    policy = StrategistPolicy(tiny_strategist_artifact())
+    section = policy.section
+    eager = StrategistContext(
+        section.context_length,
+        len(policy.feature_names),
+        policy.n_actions,
+        section.episode_bars,
+        policy.target_return,
+        section.rtg_scale,
+        section.taker_fee_rate,
+    )
+    rng = np.random.default_rng(19)
+    gaps = iter(rng.integers(0, 3 * CONTEXT_LENGTH, size=len(ts)))  # bars between two act() calls
+    next_act, acted = CONTEXT_LENGTH + next(gaps), 0
+    for t in range(min(len(ts), 12 * CONTEXT_LENGTH)):
+        ready = policy.observe(raw[t], float(closes[t]), int(ts[t]))
+        inputs = eager.observe(policy.state(raw[t], float(closes[t])), float(closes[t]))
+        assert ready == (inputs is not None)
+        if ready and t >= next_act:
+            policy.act()
+            for name, expected in inputs.items():
+                np.testing.assert_array_equal(policy._inputs[name], expected, err_msg=f"{name} at bar {t}")
+            next_act, acted = t + 1 + next(gaps), acted + 1
+        action = int(rng.integers(policy.n_actions))
+        policy.commit(action)
+        eager.commit(action)
+        assert policy.position == eager.position
+    assert acted >= 5
+    assert policy.context.realised == eager.realised and policy.context.rtg == eager.rtg
+    assert policy.context.seen == eager.seen

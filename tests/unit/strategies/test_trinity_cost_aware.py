@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from strategies.trinity import PRESETS
 from strategies.trinity import GateInputs
+from strategies.trinity import _clear_probability_numpy
 from strategies.trinity import bracket_distances
 from strategies.trinity import clear_probability
 from strategies.trinity import forecast_allows
@@ -118,3 +119,28 @@ def test_vol_target_sizing_needs_the_oracle():
         TrinityStrategyConfig(**common, preset="swing", use_oracle=False)
     with pytest.raises(ValueError, match="sizing must be one of"):
         TrinityStrategyConfig(**common, sizing="kelly")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.floats(-0.05, 0.05, allow_nan=False),
+            st.sampled_from([0.0, 1e-4, -1e-4]),  # ties, and thresholds landing on a quantile
+        ),
+        min_size=7,
+        max_size=7,
+    ),
+    threshold=st.one_of(st.floats(-0.06, 0.06, allow_nan=False), st.sampled_from([0.0, 1e-4, -1e-4])),
+)
+def test_clear_probability_on_python_floats_equals_the_numpy_form_bit_for_bit(values, threshold):
+    row = np.asarray(values)
+    assert clear_probability(LEVELS7, row, threshold) == _clear_probability_numpy(LEVELS7, row, threshold)
+
+
+def test_clear_probability_with_a_nan_quantile_takes_the_numpy_form():
+    row = np.array([-0.02, -0.01, np.nan, 0.0, 0.005, 0.01, 0.02])
+    for threshold in (-0.03, -0.015, 0.0, 0.007, 0.03):
+        expected = _clear_probability_numpy(LEVELS7, row, threshold)
+        got = clear_probability(LEVELS7, row, threshold)
+        assert got == expected or (got != got and expected != expected)
