@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import deque
 from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -137,12 +138,45 @@ INPUT_NAMES = (TS, OPEN, HIGH, LOW, CLOSE, VOLUME, TAKER_BUY_VOLUME, BAR_INDEX)
 REFRESH_BARS = 16
 # Rolling max / min over more bars than this use a monotonic deque instead of scanning the ring.
 MONOTONIC_DEQUE_MIN_BARS = 32
+# The math functions a family may pass to `StreamContext.constant`, as the generated module names them.
+MATH_FUNCTIONS: dict[Any, str] = {
+    math.sin: "math.sin",
+    math.cos: "math.cos",
+    math.erfc: "math.erfc",
+    math.exp: "math.exp",
+    math.log: "math.log",
+    math.sqrt: "math.sqrt",
+}
+# The compiled engine's one signature: the four state arrays, the bar's inputs (ts and bar_index
+# int64, prices and volumes float64), the output row.
+ENGINE_SIGNATURE = (
+    "void(float64[::1], int64[::1], float64[::1], int64[::1], "
+    "int64, float64, float64, float64, float64, float64, float64, int64, float64[::1])"
+)
+
+
+@dataclass(frozen=True)
+class StreamProgram:
+    """A generated engine: the source of its module (whose `update` writes one bar's feature values into
+    `out`) and the initial values of its state arrays (a fresh copy of each starts or restarts it)."""
+
+    source: str
+    float_state: np.ndarray
+    int_state: np.ndarray
+    float_buffer: np.ndarray
+    int_buffer: np.ndarray
+    outputs: int
 
 
 class StreamContext:
-    """Collects the code of one engine: state variables, per-bar lines, shared intermediates by key.
+    """Collects the code of one engine: state, per-bar lines, constants, shared intermediates by key.
 
-    Helpers return the NAME of the variable that holds a value after the lines emitted so far.
+    Helpers return the NAME of the variable that holds a value after the lines emitted so far. The
+    generated function is compiled with numba (`nopython` mode), so the lines are the Python subset
+    numba compiles: scalars, numpy arrays and the routines of `qa_engine.features.stream_kernels`.
+    Its state lives in four flat arrays the engine owns (float and int scalars, float and int
+    buffers): a scalar state is loaded into a local at the start and stored back at the end, a
+    buffer is a view of its slice.
     """
 
     def __init__(self, resolve_kind: Callable[[str], Any]) -> None:
@@ -150,12 +184,14 @@ class StreamContext:
         (`qa_engine.features.registry.kind_of`): passed in, so this module never imports the registry
         and the families that import this module."""
         self.resolve_kind = resolve_kind
-        self.init_lines: list[str] = []
         # Lines of the per-bar code, in order; a callable block writes its lines at compile time
         # (windows: they learn late which of sum / mean / max / min / std they must produce).
         self.blocks: list[list[str] | Callable[[], list[str]]] = []
-        self.persistent: list[str] = []
-        self.constants: dict[str, Any] = {"nan": NAN, "fsum": math.fsum, "sqrt": math.sqrt, "log": math.log}
+        self.float_states: list[tuple[str, float]] = []
+        self.int_states: list[tuple[str, int]] = []
+        self.float_buffers: list[tuple[str, list[float]]] = []
+        self.int_buffers: list[tuple[str, list[int]]] = []
+        self.constant_lines: list[str] = []
         self._memo: dict[tuple, Any] = {}
         self._counter = itertools.count()
 
@@ -164,16 +200,47 @@ class StreamContext:
     def name(self, hint: str) -> str:
         return f"{hint}_{next(self._counter)}"
 
-    def state(self, hint: str, initial: str) -> str:
-        """A variable that keeps its value from bar to bar (initialised by the code `initial`)."""
+    def state(self, hint: str, initial: float | int) -> str:
+        """A scalar that keeps its value from bar to bar: a float, or an int if `initial` is one."""
         variable = self.name(hint)
-        self.init_lines.append(f"{variable} = {initial}")
-        self.persistent.append(variable)
+        self._register_state(variable, initial)
+        return variable
+
+    def _register_state(self, variable: str, initial: float | int) -> None:
+        if isinstance(initial, bool) or not isinstance(initial, (int, float)):
+            raise TypeError(f"streaming state {variable}: a float or an int, not {initial!r}")
+        if isinstance(initial, int):
+            self.int_states.append((variable, initial))
+        else:
+            self.float_states.append((variable, float(initial)))
+
+    def state_array(self, hint: str, initial: Sequence[float] | Sequence[int], integer: bool = False) -> str:
+        """A buffer (1-D array) that keeps its values from bar to bar, float64 or int64."""
+        variable = self.name(hint)
+        if integer:
+            self.int_buffers.append((variable, [int(value) for value in initial]))
+        else:
+            self.float_buffers.append((variable, [float(value) for value in initial]))
         return variable
 
     def constant(self, hint: str, value: Any) -> str:
+        """A module-level constant of the generated engine: a number, a float array (written out in
+        full, so the engine's source and its compiled cache change with it), or a math function."""
+        if callable(value) and value in MATH_FUNCTIONS:
+            return MATH_FUNCTIONS[value]
         variable = self.name(hint)
-        self.constants[variable] = value
+        if isinstance(value, np.ndarray):
+            array = np.asarray(value, dtype=np.float64)
+            literal = f"np.array({[float(item) for item in array.ravel()]!r}, dtype=np.float64)"
+            if array.ndim > 1:
+                literal += f".reshape({array.shape!r})"
+            self.constant_lines.append(f"{variable} = {literal}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.constant_lines.append(f"{variable} = {value!r}")
+        else:
+            raise TypeError(
+                f"streaming constant {hint}: a number, a float array or a math function, not {value!r}"
+            )
         return variable
 
     def emit(self, *lines: str) -> list[str]:
@@ -198,24 +265,62 @@ class StreamContext:
             ("feature", spec.kind, spec.params), lambda: self.resolve_kind(spec.kind).stream(self, spec)
         )
 
-    def compile(self, outputs: list[str]) -> tuple[Callable[[], Callable[..., tuple]], str]:
-        """(factory of fresh update functions, generated source)."""
-        indent = "        "
+    def compile(self, outputs: list[str]) -> StreamProgram:
+        """The engine's module source and its initial state (see `StreamProgram`)."""
+        indent = "    "
         blocks = [block() if callable(block) else block for block in self.blocks]
-        lines = ["def factory():"]
-        lines += [f"    {line}" for line in self.init_lines]
-        lines.append(f"    def update({', '.join(INPUT_NAMES)}):")
-        if self.persistent:
-            for start in range(0, len(self.persistent), 8):
-                lines.append(f"{indent}nonlocal {', '.join(self.persistent[start : start + 8])}")
+        lines = [
+            "# Generated by qa_engine.features.contexts.StreamContext: the streaming engine of one feature",
+            "# set, compiled with numba (see qa_engine.features.streaming). Read it, do not edit it.",
+            "import math",
+            "",
+            "import numpy as np",
+            "from numba import njit",
+            "",
+            "from qa_engine.features.stream_kernels import dot",
+            "from qa_engine.features.stream_kernels import fsum",
+            "from qa_engine.features.stream_kernels import volume_profile_step",
+            "from qa_engine.features.stream_kernels import wavelet_denoise_last",
+            "",
+            "nan = math.nan",
+            "sqrt = math.sqrt",
+            "log = math.log",
+            *self.constant_lines,
+            "",
+            "",
+            f"@njit({ENGINE_SIGNATURE!r}, cache=True, nogil=True)",
+            f"def update(float_state, int_state, float_buffer, int_buffer, {', '.join(INPUT_NAMES)}, out):",
+        ]
+        for position, (variable, _) in enumerate(self.float_states):
+            lines.append(f"{indent}{variable} = float_state[{position}]")
+        for position, (variable, _) in enumerate(self.int_states):
+            lines.append(f"{indent}{variable} = int_state[{position}]")
+        float_initial: list[float] = []
+        int_initial: list[int] = []
+        for buffer, initial, name in (
+            (self.float_buffers, float_initial, "float_buffer"),
+            (self.int_buffers, int_initial, "int_buffer"),
+        ):
+            for variable, values in buffer:
+                start = len(initial)
+                initial.extend(values)
+                lines.append(f"{indent}{variable} = {name}[{start}:{len(initial)}]")
         for block in blocks:
             lines += [f"{indent}{line}" for line in block]
-        lines.append(f"{indent}return ({', '.join(outputs)},)")
-        lines.append("    return update")
-        source = "\n".join(lines) + "\n"
-        namespace: dict[str, Any] = dict(self.constants)
-        exec(compile(source, "<qa_engine.features streaming engine>", "exec"), namespace)
-        return namespace["factory"], source
+        for position, (variable, _) in enumerate(self.float_states):
+            lines.append(f"{indent}float_state[{position}] = {variable}")
+        for position, (variable, _) in enumerate(self.int_states):
+            lines.append(f"{indent}int_state[{position}] = {variable}")
+        for position, variable in enumerate(outputs):
+            lines.append(f"{indent}out[{position}] = {variable}")
+        return StreamProgram(
+            source="\n".join(lines) + "\n",
+            float_state=np.asarray([value for _, value in self.float_states], dtype=np.float64),
+            int_state=np.asarray([value for _, value in self.int_states], dtype=np.int64),
+            float_buffer=np.asarray(float_initial, dtype=np.float64),
+            int_buffer=np.asarray(int_initial, dtype=np.int64),
+            outputs=len(outputs),
+        )
 
     # ---- shared intermediates -----------------------------------------------------------
 
@@ -223,7 +328,7 @@ class StreamContext:
         """The previous bar's close (the bar's own close on the first bar of a segment)."""
 
         def build() -> str:
-            last = self.state("last_close", "nan")
+            last = self.state("last_close", NAN)
             out = self.name("previous_close")
             self.emit(f"{out} = {CLOSE} if {last} != {last} else {last}", f"{last} = {CLOSE}")
             return out
@@ -273,8 +378,8 @@ class StreamContext:
         lines: list[str] = []
         ring = total = mean = ""
         if needs_ring:
-            ring = self.state("ring", f"[0.0] * {bars}")
-            position = self.state("position", "0")
+            ring = self.state_array("ring", [0.0] * bars)
+            position = self.state("position", 0)
             leaving = self.name("leaving")
             lines += [
                 f"{leaving} = {ring}[{position}]",
@@ -285,9 +390,8 @@ class StreamContext:
             ]
         if needs_sum:
             total = names.get("sum") or self.name("sum")
-            self.persistent.append(total)
-            self.init_lines.append(f"{total} = 0.0")
-            since = self.state("since_refresh", "0")
+            self._register_state(total, 0.0)
+            since = self.state("since_refresh", 0)
             mean = names.get("mean") or self.name("mean")
             lines += [
                 f"{since} += 1",
@@ -302,17 +406,29 @@ class StreamContext:
             if which not in names:
                 continue
             if not use_deque:
-                lines.append(f"{names[which]} = {which}({ring})")
+                lines.append(f"{names[which]} = {ring}.{which}()")
                 continue
-            queue = self.state(f"{which}_queue", "deque()")
-            self.constants["deque"] = deque
+            # Monotonic deque as a circular buffer of (bar index, value): the values still in the
+            # window that a later value has not beaten, the window's extreme at the head.
+            capacity = bars + 1
+            values = self.state_array(f"{which}_queue_values", [0.0] * capacity)
+            indices = self.state_array(f"{which}_queue_bars", [0] * capacity, integer=True)
+            head, size, tail = (
+                self.state(f"{which}_queue_head", 0),
+                self.state(f"{which}_queue_size", 0),
+                self.name("tail"),
+            )
             lines += [
-                f"while {queue} and {queue}[-1][1] {keeps} {source}:",
-                f"    {queue}.pop()",
-                f"{queue}.append(({BAR_INDEX}, {source}))",
-                f"if {queue}[0][0] <= {BAR_INDEX} - {bars}:",
-                f"    {queue}.popleft()",
-                f"{names[which]} = {queue}[0][1]",
+                f"while {size} > 0 and {values}[({head} + {size} - 1) % {capacity}] {keeps} {source}:",
+                f"    {size} -= 1",
+                f"{tail} = ({head} + {size}) % {capacity}",
+                f"{values}[{tail}] = {source}",
+                f"{indices}[{tail}] = {BAR_INDEX}",
+                f"{size} += 1",
+                f"if {indices}[{head}] <= {BAR_INDEX} - {bars}:",
+                f"    {head} = {head} + 1 if {head} + 1 < {capacity} else 0",
+                f"    {size} -= 1",
+                f"{names[which]} = {values}[{head}]",
             ]
         if "std" in names:
             accumulated, item, deviation = self.name("accumulated"), self.name("item"), self.name("deviation")
@@ -363,7 +479,7 @@ class StreamContext:
         """y_0 = x_0, y_t = y_{t-1} + (x_t - y_{t-1}) alpha: polars' ewm_mean(adjust=False) exactly."""
 
         def build() -> str:
-            state = self.state("ema", "nan")
+            state = self.state("ema", NAN)
             smoothing = self.constant("alpha", alpha)
             self.emit(
                 f"{state} = {source} if {state} != {state} else {state} + ({source} - {state}) * {smoothing}"
@@ -376,8 +492,8 @@ class StreamContext:
         """The source's value `lag_bars` bars ago (NaN until then)."""
 
         def build() -> str:
-            ring = self.state("lag_ring", f"[nan] * {lag_bars + 1}")
-            position = self.state("lag_position", "0")
+            ring = self.state_array("lag_ring", [NAN] * (lag_bars + 1))
+            position = self.state("lag_position", 0)
             out = self.name("lagged")
             self.emit(
                 f"{ring}[{position}] = {source}",
@@ -392,9 +508,8 @@ class StreamContext:
         """A double-length numpy ring buffer; returns an expression: the window, oldest first."""
 
         def build() -> str:
-            zeros = self.constant("zeros", np.zeros)
-            buffer = self.state("buffer", f"{zeros}({2 * window_bars})")
-            position = self.state("buffer_position", "0")
+            buffer = self.state_array("buffer", [0.0] * (2 * window_bars))
+            position = self.state("buffer_position", 0)
             self.emit(
                 f"{buffer}[{position}] = {source}",
                 f"{buffer}[{position} + {window_bars}] = {source}",

@@ -1,6 +1,7 @@
-"""Numeric routines that neither polars nor a library provides, shared by the batch and streaming twins.
+"""Numeric routines that neither polars nor a library provides: batch forms, and what both twins share.
 
-Each routine here is used by both implementations of a feature, so both compute the same numbers:
+The streaming twin runs the per-bar forms of the same routines, compiled (`stream_kernels`); the
+weights and matrices below are computed once and used by both, so both compute the same numbers:
 - fractional-differencing weights (no library ships fixed-width FFD weights);
 - a causal wavelet denoiser written as matrices derived from pywavelets (pywt only denoises a whole
   signal; calling it once per bar costs ~30 us, the matrix form ~5 us and vectorises over bars);
@@ -127,7 +128,8 @@ def wavelet_denoise_last_reference(window: np.ndarray, wavelet: str, level: int,
 
 
 def wavelet_denoise_last_batch(windows: np.ndarray, operator: WaveletOperator) -> np.ndarray:
-    """Denoised last sample of each row of `windows` (m, W): the vectorised twin of the streaming step.
+    """Denoised last sample of each row of `windows` (m, W): the vectorised twin of
+    `stream_kernels.wavelet_denoise_last`.
 
     soft(c, t) = c - clip(c, -t, t), so the value is shift + s.c - s_detail.clip(c, -t, t): three
     products instead of a masked sign/max chain (fewer numpy calls per bar in the streaming twin).
@@ -140,30 +142,6 @@ def wavelet_denoise_last_batch(windows: np.ndarray, operator: WaveletOperator) -
     threshold = finest[:, middle] * operator.threshold_factor  # (m,) sigma * sqrt(2 ln W)
     clipped = np.clip(coefficients, -threshold[:, None], threshold[:, None])  # (m, R)
     return shift + coefficients @ operator.synthesis - clipped @ operator.detail_synthesis
-
-
-def wavelet_step_function(operator: WaveletOperator):
-    """Streaming twin of `wavelet_denoise_last_batch`: one window (oldest first) -> float."""
-    analysis = operator.analysis
-    synthesis = operator.synthesis
-    detail_synthesis = operator.detail_synthesis
-    finest_count = operator.finest_count
-    middle = finest_count // 2
-    factor = operator.threshold_factor
-    absolute = np.abs
-    minimum = np.minimum
-    maximum = np.maximum
-
-    def denoise_last(window: np.ndarray) -> float:
-        shift = window[-1]
-        coefficients = analysis.dot(window - shift)
-        finest = absolute(coefficients[:finest_count])
-        finest.partition(middle)
-        threshold = finest[middle] * factor
-        clipped = minimum(maximum(coefficients, -threshold), threshold)
-        return float(shift + coefficients.dot(synthesis) - clipped.dot(detail_synthesis))
-
-    return denoise_last
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +177,8 @@ def volume_profile_batch(
     bins: int,
     value_area: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(poc, vah, val) for each row of (m, W) windows; vectorised twin of `volume_profile_one`."""
+    """(poc, vah, val) for each row of (m, W) windows; vectorised twin of
+    `stream_kernels.volume_profile_step`."""
     rows = typical_windows.shape[0]
     index = volume_profile_bins(typical_windows, lowest, highest, bins)
     index += (np.arange(rows, dtype=np.int64) * (bins + 1))[:, None]  # one bincount for all rows
@@ -243,96 +222,3 @@ def volume_profile_batch(
         active_accumulated, active_target = active_accumulated[going_on], active_target[going_on]
     width = (highest - lowest) / bins
     return lowest + (poc + 0.5) * width, lowest + (upper + 1) * width, lowest + lower * width
-
-
-def volume_profile_one(
-    typical_window: np.ndarray,
-    volume_window: np.ndarray,
-    lowest: float,
-    highest: float,
-    bins: int,
-    value_area: float,
-) -> tuple[float, float, float]:
-    """(poc, vah, val) of one window: the streaming twin, same arithmetic in the same order."""
-    span = highest - lowest
-    scale = bins / span if span > 0.0 else 0.0
-    index = ((typical_window - lowest) * scale).astype(np.int64)
-    return volume_profile_levels(index, volume_window, lowest, highest, bins, value_area)
-
-
-def volume_profile_levels(
-    index: np.ndarray, volume_window: np.ndarray, lowest: float, highest: float, bins: int, value_area: float
-) -> tuple[float, float, float]:
-    """(poc, vah, val) from the bin index of every bar of the window (see volume_profile_bins)."""
-    histogram = np.bincount(index, weights=volume_window, minlength=bins + 1).tolist()
-    histogram[bins - 1] = histogram[bins - 1] + histogram.pop()  # the window high's bin, folded
-    total = 0.0
-    for value in histogram:
-        total = total + value
-    target = value_area * total
-    poc = histogram.index(max(histogram))
-    lower = upper = poc
-    accumulated = histogram[poc]
-    for _ in range(bins - 1):
-        if not accumulated < target:
-            break
-        above = histogram[upper + 1] if upper + 1 < bins else -1.0
-        below = histogram[lower - 1] if lower > 0 else -1.0
-        if above >= below and above >= 0.0:
-            upper += 1
-            accumulated = accumulated + above
-        elif below >= 0.0:
-            lower -= 1
-            accumulated = accumulated + below
-        else:
-            break
-    width = (highest - lowest) / bins
-    return lowest + (poc + 0.5) * width, lowest + (upper + 1) * width, lowest + lower * width
-
-
-class VolumeProfileStream:
-    """Streaming volume profile that re-bins the window only when its low or high changed.
-
-    While the window's lowest low and highest high stay the same, every bar already in the window
-    keeps its bin, so only the new bar is binned (same float operations as the vectorised binning,
-    so the same index); a new extreme re-bins the whole window with numpy. Call once per bar once
-    the window is full.
-    """
-
-    def __init__(self, window_bars: int, bins: int, value_area: float) -> None:
-        self.window_bars = window_bars
-        self.bins = bins
-        self.value_area = value_area
-        self._index = np.zeros(2 * window_bars, dtype=np.int64)  # double-length ring of bin indices
-        self._position = 0  # index of the oldest bar in the ring
-        self._lowest = math.nan
-        self._highest = math.nan
-        self._scale = 0.0
-
-    def __call__(
-        self, typical_window: np.ndarray, volume_window: np.ndarray, lowest: float, highest: float
-    ) -> tuple[float, float, float]:
-        window = self.window_bars
-        if lowest == self._lowest and highest == self._highest:
-            value = int((typical_window[-1] - lowest) * self._scale)
-            position = self._position
-            self._index[position] = value
-            self._index[position + window] = value
-            self._position = position + 1 if position + 1 < window else 0
-        else:
-            span = highest - lowest
-            self._scale = self.bins / span if span > 0.0 else 0.0
-            index = ((typical_window - lowest) * self._scale).astype(np.int64)
-            self._index[:window] = index
-            self._index[window:] = index
-            self._position = 0
-            self._lowest, self._highest = lowest, highest
-        position = self._position
-        return volume_profile_levels(
-            self._index[position : position + window],
-            volume_window,
-            lowest,
-            highest,
-            self.bins,
-            self.value_area,
-        )

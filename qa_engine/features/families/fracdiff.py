@@ -75,7 +75,7 @@ def ffd_stream(context: StreamContext, spec: FeatureSpec) -> str:
     )  # window: oldest first
     log_close = context.memo(("log_close",), lambda: context.temporary("log_close", f"log({CLOSE})"))
     view = context.window_array(log_close, "log_close", len(weights))
-    return context.temporary("ffd", f"float({view} @ {reversed_weights})")
+    return context.temporary("ffd", f"dot({view}, {reversed_weights})")
 
 
 @dataclass(frozen=True)

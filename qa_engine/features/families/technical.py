@@ -18,6 +18,7 @@ import polars as pl
 from qa_engine.features.contexts import CLOSE
 from qa_engine.features.contexts import HIGH
 from qa_engine.features.contexts import LOW
+from qa_engine.features.contexts import NAN
 from qa_engine.features.contexts import OPEN
 from qa_engine.features.contexts import VOLUME
 from qa_engine.features.contexts import BatchContext
@@ -438,7 +439,7 @@ def obv_stream(context: StreamContext, spec: FeatureSpec) -> str:
         view = context.window_array(signed, "signed_volume", window)
         mean_volume = context.sma(VOLUME, "volume", window)
         return context.temporary(
-            "obv_slope", f"float({view} @ {weights}) / {mean_volume} if {highest_volume} > 0.0 else 0.0"
+            "obv_slope", f"dot({view}, {weights}) / {mean_volume} if {highest_volume} > 0.0 else 0.0"
         )
     obv_change = context.rolling_sum(signed, "signed_volume", window)
     close_then = context.lagged(CLOSE, "close", window)
@@ -507,7 +508,7 @@ def mfi_batch(context: BatchContext, spec: FeatureSpec) -> pl.Expr:
 def _mfi_stream(context: StreamContext, period: int) -> str:
     def build() -> str:
         typical = context.typical_price()
-        last = context.state("last_typical", "nan")
+        last = context.state("last_typical", NAN)
         raw = context.temporary("raw_flow", f"{typical} * {VOLUME}")
         positive, negative, flow = context.name("positive"), context.name("negative"), context.name("flow")
         context.emit(
@@ -615,7 +616,7 @@ def volume_stream(context: StreamContext, spec: FeatureSpec) -> str:
         mean = context.sma(VOLUME, "volume", period)
         highest = context.rolling_max(VOLUME, "volume", period)
         return context.temporary("volume_ratio", f"{VOLUME} / {mean} if {highest} > 0.0 else 1.0")
-    last = context.state("last_volume", "nan")
+    last = context.state("last_volume", NAN)
     total = context.temporary("volume_pair", f"{VOLUME} + {last}")
     out = context.temporary("volume_change", f"({VOLUME} - {last}) / {total} if {total} > 0.0 else 0.0")
     context.emit(f"{last} = {VOLUME}")
@@ -701,8 +702,8 @@ def candle_stream(context: StreamContext, spec: FeatureSpec) -> str:
             f"and {upper_shadow} <= 0.1 * {span}) else 0.0",
         )
         return out
-    previous_open = context.state("previous_open", "nan")
-    previous_close = context.state("previous_close_candle", "nan")
+    previous_open = context.state("previous_open", NAN)
+    previous_close = context.state("previous_close_candle", NAN)
     out = context.name("engulfing")
     context.emit(
         f"if ({previous_close} < {previous_open} and {CLOSE} > {OPEN} and {OPEN} <= {previous_close} "
@@ -765,7 +766,7 @@ def strong_signal_stream(context: StreamContext, spec: FeatureSpec) -> str:
     rsi = context.feature(rsi_spec(rsi_bars))
     percent_b = context.feature(bollinger_spec("percent_b", bollinger_bars))
     histogram = _macd_histogram_variable(context, 12, 26, 9)
-    previous = context.state("previous_histogram", "nan")
+    previous = context.state("previous_histogram", NAN)
     if direction == "buy":
         condition = f"{rsi} < 30.0 and {percent_b} < 0.0 and {histogram} > {previous}"
     else:

@@ -14,6 +14,7 @@ from qa_engine.features.contexts import BAR_INDEX
 from qa_engine.features.contexts import CLOSE
 from qa_engine.features.contexts import HIGH
 from qa_engine.features.contexts import LOW
+from qa_engine.features.contexts import NAN
 from qa_engine.features.contexts import ONE_THIRD
 from qa_engine.features.contexts import VOLUME
 from qa_engine.features.contexts import BatchContext
@@ -22,7 +23,6 @@ from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import choice
 from qa_engine.features.families.common import make_spec
 from qa_engine.features.families.common import positive_int
-from qa_engine.features.kernels import VolumeProfileStream
 from qa_engine.features.kernels import volume_profile_batch
 from qa_engine.features.spec import FeatureSpec
 
@@ -107,14 +107,15 @@ def _profile_stream(
         volume_view = context.window_array(VOLUME, "volume", window)
         lowest = context.rolling_min(LOW, "low", window)
         highest = context.rolling_max(HIGH, "high", window)
-        profile = context.state(
-            "volume_profile",
-            f"{context.constant('profile_class', VolumeProfileStream)}({window}, {bins}, {value_area!r})",
-        )
+        # stream_kernels.volume_profile_step's state: each bar's bin (a double-length ring) and
+        # [window lowest, window highest, bins / span, ring position].
+        bin_ring = context.state_array("profile_bins", [0] * (2 * window), integer=True)
+        profile = context.state_array("profile_state", [NAN, NAN, 0.0, 0.0])
         poc, vah, val = context.name("poc"), context.name("vah"), context.name("val")
         context.emit(
             f"if {BAR_INDEX} >= {window - 1}:  # the ring buffers are full",
-            f"    {poc}, {vah}, {val} = {profile}({typical_view}, {volume_view}, {lowest}, {highest})",
+            f"    {poc}, {vah}, {val} = volume_profile_step({bin_ring}, {profile}, {typical_view}, "
+            f"{volume_view}, {lowest}, {highest}, {bins}, {value_area!r})",
             "else:",
             f"    {poc} = {vah} = {val} = nan",
         )

@@ -24,7 +24,6 @@ from qa_engine.features.families.common import make_spec
 from qa_engine.features.families.common import positive_int
 from qa_engine.features.kernels import wavelet_denoise_last_batch
 from qa_engine.features.kernels import wavelet_operator
-from qa_engine.features.kernels import wavelet_step_function
 from qa_engine.features.spec import FeatureSpec
 
 OUTPUTS = ("level", "deviation")
@@ -104,8 +103,13 @@ def wavelet_stream(context: StreamContext, spec: FeatureSpec) -> str:
 
     def build() -> str:
         view = context.window_array(CLOSE, "close", window)
-        denoise_last = context.constant("wavelet_denoise_last", wavelet_step_function(operator))
-        return context.temporary("wavelet", f"{denoise_last}({view}) if {BAR_INDEX} >= {window - 1} else nan")
+        analysis = context.constant("wavelet_analysis_columns", operator.analysis.T)
+        synthesis = context.constant("wavelet_synthesis", operator.synthesis)
+        detail = context.constant("wavelet_detail_synthesis", operator.detail_synthesis)
+        factor = context.constant("wavelet_threshold_factor", operator.threshold_factor)
+        finest = operator.finest_count
+        call = f"wavelet_denoise_last({view}, {analysis}, {synthesis}, {detail}, {finest}, {factor})"
+        return context.temporary("wavelet", f"{call} if {BAR_INDEX} >= {window - 1} else nan")
 
     key = ("wavelet", window, spec.param("wavelet"), spec.param("level"), spec.param("mode"))
     denoised = context.memo(key, build)

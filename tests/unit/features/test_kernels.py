@@ -1,33 +1,57 @@
-"""The hand-written numeric kernels: wavelet matrices vs pywt, volume profile by hand."""
+"""The hand-written numeric kernels: wavelet matrices vs pywt, volume profile by hand, the compiled
+per-bar forms against the batch forms, fsum against math.fsum."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qa_engine.errors import ConfigError
 from qa_engine.features.kernels import volume_profile_batch
-from qa_engine.features.kernels import volume_profile_one
 from qa_engine.features.kernels import wavelet_denoise_last_batch
 from qa_engine.features.kernels import wavelet_denoise_last_reference
 from qa_engine.features.kernels import wavelet_operator
-from qa_engine.features.kernels import wavelet_step_function
+from qa_engine.features.stream_kernels import fsum
+from qa_engine.features.stream_kernels import volume_profile_step
+from qa_engine.features.stream_kernels import wavelet_denoise_last
 from tests.unit.features.conftest import real_bars
+
+
+def volume_profile_one(
+    typical: np.ndarray, volume: np.ndarray, lowest: float, highest: float, bins: int, value_area: float
+) -> tuple[float, float, float]:
+    """One window by the streaming kernel, from a fresh state (so it bins the whole window)."""
+    ring = np.zeros(2 * len(typical), dtype=np.int64)
+    state = np.array([math.nan, math.nan, 0.0, 0.0])
+    return volume_profile_step(ring, state, typical, volume, lowest, highest, bins, value_area)
 
 
 def test_wavelet_matrix_form_equals_the_pywt_call_chain_on_real_windows() -> None:
     closes = real_bars("BTCUSDT", "1m", 2_000).get_column("close").to_numpy()
     operator = wavelet_operator(64, "db4", 3, "symmetric")
     windows = sliding_window_view(closes, 64)[::37]
-    step = wavelet_step_function(operator)
+    columns = np.ascontiguousarray(operator.analysis.T)
 
     batch = wavelet_denoise_last_batch(windows, operator)
 
     for row, window in enumerate(windows):
         reference = wavelet_denoise_last_reference(window, "db4", 3, "symmetric")
         assert batch[row] == pytest.approx(reference, abs=1e-9)
-        assert step(np.ascontiguousarray(window)) == pytest.approx(batch[row], abs=1e-9)
+        step = wavelet_denoise_last(
+            np.ascontiguousarray(window),
+            columns,
+            operator.synthesis,
+            operator.detail_synthesis,
+            operator.finest_count,
+            operator.threshold_factor,
+        )
+        assert step == pytest.approx(batch[row], abs=1e-9)
 
 
 def test_wavelet_denoising_smooths_and_only_reads_the_window() -> None:
@@ -89,3 +113,54 @@ def test_volume_profile_twins_agree_bit_for_bit_on_real_windows() -> None:
         one = volume_profile_one(windows[row], volumes[row], lowest[row], highest[row], 24, 0.7)
         assert one == (batch[0][row], batch[1][row], batch[2][row])
         assert lowest[row] <= batch[2][row] <= batch[0][row] <= batch[1][row] <= highest[row]
+
+
+def test_volume_profile_stream_keeps_bins_between_extremes_bit_for_bit() -> None:
+    # Bar by bar through one state, as the engine calls it: the bins of old bars are kept while the
+    # window's low and high stay, and rebuilt when they move; every bar equals the batch form.
+    frame = real_bars("ETHUSDT", "5m", 1_200)
+    high, low, close, volume = (frame.get_column(c).to_numpy() for c in ("high", "low", "close", "volume"))
+    typical = (high + low + close) * (1.0 / 3.0)
+    window = 96
+    windows, volumes = sliding_window_view(typical, window), sliding_window_view(volume, window)
+    lowest = sliding_window_view(low, window).min(axis=1)
+    highest = sliding_window_view(high, window).max(axis=1)
+    batch = volume_profile_batch(windows, volumes, lowest, highest, 24, 0.7)
+    ring = np.zeros(2 * window, dtype=np.int64)
+    state = np.array([math.nan, math.nan, 0.0, 0.0])
+    kept = 0
+    for row in range(len(windows)):
+        kept += lowest[row] == state[0] and highest[row] == state[1]
+        levels = volume_profile_step(
+            ring,
+            state,
+            np.ascontiguousarray(windows[row]),
+            np.ascontiguousarray(volumes[row]),
+            lowest[row],
+            highest[row],
+            24,
+            0.7,
+        )
+        assert levels == (batch[0][row], batch[1][row], batch[2][row]), row
+    assert 0 < kept < len(windows)  # both paths ran
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(finite, max_size=80), st.integers(min_value=-60, max_value=60))
+def test_fsum_equals_math_fsum(values: list[float], exponent: int) -> None:
+    scaled = [value * 2.0**exponent if abs(value) < 1e250 else value for value in values]
+    assert fsum(np.asarray(scaled, dtype=np.float64)) == math.fsum(scaled)
+
+
+def test_fsum_rounds_half_to_even_like_math_fsum() -> None:
+    # Sums whose exact value sits halfway between two floats: the correction step decides.
+    for values in (
+        [1.0, 2.0**-53, 2.0**-106],
+        [1.0, -(2.0**-54), -(2.0**-108)],
+        [1e16, 1.0, 1e-16],
+        [0.1] * 10,
+    ):
+        assert fsum(np.asarray(values)) == math.fsum(values)
