@@ -79,7 +79,7 @@ class FeatureActor(Actor):
     def on_bar(self, bar: Bar) -> None:
         engine = self.engine
         ts_event = bar.ts_event
-        values_f8 = engine.update_f8(  # the values as signals.pack writes them
+        engine.advance(
             ts_event,
             bar.open.as_double(),
             bar.high.as_double(),
@@ -92,7 +92,7 @@ class FeatureActor(Actor):
             ts_init=bar.ts_init,
             instrument_id=self._instrument_id,
             feature_set_hash=self.feature_set_hash,
-            values_f8=values_f8,
+            values_f8=engine.values_f8,
             warm=engine.warm,
         )
         self.publish_data(self.data_type, vector)

@@ -202,13 +202,13 @@ def run_backtest_actor(days: int, repeat: int) -> dict:
                 seconds[name].append((time.process_time() - cpu, time.perf_counter() - wall))
                 bars[name] = outcome.bars
                 shutil.rmtree(run_dir, ignore_errors=True)
-        # Once more, with the engine's per-bar step (checks + the compiled update, what both `update`
-        # and the actor's `update_f8` run) timed per call (perf_counter): how much of the difference is
+        # Once more, with the engine's per-bar step (`advance`: checks + the compiled update, what
+        # `update` and the actor run) timed per call (perf_counter): how much of the difference is
         # the engine itself when it runs between the bars of Nautilus. Not part of the medians above
         # (the timing wrapper costs a little itself).
         from qa_engine.features.streaming import StreamingFeatureEngine
 
-        untimed = StreamingFeatureEngine._advance
+        untimed = StreamingFeatureEngine.advance
         spent = [0.0, 0]
 
         def timed_update(self, *args):
@@ -218,12 +218,12 @@ def run_backtest_actor(days: int, repeat: int) -> dict:
             spent[1] += 1
             return result
 
-        StreamingFeatureEngine._advance = timed_update
+        StreamingFeatureEngine.advance = timed_update
         try:
             run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
             run_backtest(runs["ema+features"], run_dir=run_dir)
         finally:
-            StreamingFeatureEngine._advance = untimed
+            StreamingFeatureEngine.advance = untimed
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if bars["ema"] != bars["ema+features"]:

@@ -143,9 +143,6 @@ MATH_FUNCTIONS: dict[Any, str] = {
     math.sin: "math.sin",
     math.cos: "math.cos",
     math.erfc: "math.erfc",
-    math.exp: "math.exp",
-    math.log: "math.log",
-    math.sqrt: "math.sqrt",
 }
 # The compiled engine's one signature: the four state arrays, the bar's inputs (ts and bar_index
 # int64, prices and volumes float64), the output row.
@@ -165,7 +162,6 @@ class StreamProgram:
     int_state: np.ndarray
     float_buffer: np.ndarray
     int_buffer: np.ndarray
-    outputs: int
 
 
 class StreamContext:
@@ -319,7 +315,6 @@ class StreamContext:
             int_state=np.asarray([value for _, value in self.int_states], dtype=np.int64),
             float_buffer=np.asarray(float_initial, dtype=np.float64),
             int_buffer=np.asarray(int_initial, dtype=np.int64),
-            outputs=len(outputs),
         )
 
     # ---- shared intermediates -----------------------------------------------------------

@@ -59,33 +59,36 @@ def kernels_stamp() -> str:
 
 def engine_cache_dir() -> Path:
     """Where generated engines and their compiled code live: $QA_CACHE_DIR/feature-engines, default
-    ~/.cache/quantum-alpha/feature-engines (a per-user temporary folder if that cannot be written)."""
+    ~/.cache/quantum-alpha/feature-engines."""
     root = os.environ.get("QA_CACHE_DIR")
-    folder = (Path(root) if root else Path.home() / ".cache" / "quantum-alpha") / "feature-engines"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError:
-        folder = Path(tempfile.gettempdir()) / f"quantum-alpha-{os.getuid()}" / "feature-engines"
-        folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return (Path(root) if root else Path.home() / ".cache" / "quantum-alpha") / "feature-engines"
+
+
+def _write_engine_file(name: str, source: str) -> Path:
+    """The module file of an engine, written once (its name is its content's hash) into the engine
+    cache, or into a per-user temporary folder where that cannot be written."""
+    for folder in (engine_cache_dir(), Path(tempfile.gettempdir()) / f"quantum-alpha-{os.getuid()}"):
+        path = folder / f"{name}.py"
+        if path.exists():
+            return path
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # Atomic: a process importing the file meanwhile sees no file or the whole one.
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(source)
+            os.replace(partial, path)
+            return path
+        except OSError:
+            continue
+    raise OSError(f"cannot write the feature engine {name}.py in {engine_cache_dir()} or a temp folder")
 
 
 def load_engine_module(source: str) -> ModuleType:
     """Import a generated engine module (compiling it, or loading numba's cached machine code)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    name = f"qa_feature_engine_{digest}"
+    name = f"qa_feature_engine_{hashlib.sha256(source.encode()).hexdigest()[:20]}"
     if name in sys.modules:
         return sys.modules[name]
-    path = engine_cache_dir() / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        # Atomic: a process importing the file meanwhile sees the old whole file or the new one.
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(source)
-        os.replace(partial, path)
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, _write_engine_file(name, source))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it: numba's cached code refers to the module by name
@@ -100,10 +103,11 @@ def load_engine_module(source: str) -> ModuleType:
 class StreamingFeatureEngine:
     """Incremental features of one instrument's bars: `update` once per closed bar.
 
-    `update` returns the feature values of the bar in set order, NaN where a feature is still in
-    its warm-up (`update_f8`: the same values as little-endian float64 bytes, what a FeatureVector
-    carries); `warm` says whether every feature is past it. Bars must come in time order; a gap
-    (close times more than one interval apart) restarts the warm-up.
+    `update(ts, open, high, low, close, volume[, taker_buy_volume])` returns the feature values of
+    the bar in set order, NaN where a feature is still in its warm-up (`advance` + `values_f8`: the
+    same values as the little-endian float64 bytes a FeatureVector carries); `warm` says whether
+    every feature is past it. Bars must come in time order; a gap (close times more than one
+    interval apart) restarts the warm-up.
     """
 
     def __init__(
@@ -141,7 +145,7 @@ class StreamingFeatureEngine:
     def bars_in_segment(self) -> int:
         return self._bar_index + 1
 
-    def _advance(
+    def advance(
         self,
         ts_ns: int,
         open_price: float,
@@ -149,9 +153,9 @@ class StreamingFeatureEngine:
         low: float,
         close: float,
         volume: float,
-        taker_buy_volume: float,
-    ) -> int:
-        """Check the bar, run the compiled step (values into self._out); the bar's index in its segment."""
+        taker_buy_volume: float = NAN,
+    ) -> None:
+        """Take one bar: check it, run the compiled step; its values are then `values_f8` (or `update`'s)."""
         if not (
             open_price == open_price and high == high and low == low and close == close and volume == volume
         ):
@@ -186,33 +190,15 @@ class StreamingFeatureEngine:
         )
         if index < self._set_warmup - 1:
             self._out[self._warmups > index + 1] = NAN  # still in its warm-up: NaN
-        return index
 
-    def update(
-        self,
-        ts_ns: int,
-        open_price: float,
-        high: float,
-        low: float,
-        close: float,
-        volume: float,
-        taker_buy_volume: float = NAN,
-    ) -> tuple[float, ...]:
-        self._advance(ts_ns, open_price, high, low, close, volume, taker_buy_volume)
+    def update(self, *bar: float) -> tuple[float, ...]:
+        """`advance(*bar)`, then the bar's values in set order."""
+        self.advance(*bar)
         return tuple(self._out.tolist())
 
-    def update_f8(
-        self,
-        ts_ns: int,
-        open_price: float,
-        high: float,
-        low: float,
-        close: float,
-        volume: float,
-        taker_buy_volume: float = NAN,
-    ) -> bytes:
-        """`update`, as the little-endian float64 bytes of the values (`signals.pack` of them)."""
-        self._advance(ts_ns, open_price, high, low, close, volume, taker_buy_volume)
+    @property
+    def values_f8(self) -> bytes:
+        """The last bar's values as little-endian float64 bytes (`signals.pack` of them)."""
         return self._out.tobytes()
 
 
