@@ -133,8 +133,8 @@ def volume_profile_step(
     `index_ring` (int64, 2 x window) is a double-length ring of each bar's bin; `state` holds
     [window lowest, window highest, bins / span, position of the oldest bar]. While the window's
     lowest low and highest high stay the same every bar keeps its bin and only the new bar is binned
-    (the same float operations as `kernels.volume_profile_bins`, so the same index); a new extreme
-    re-bins the window.
+    (the same float operations as the batch twin `kernels.volume_profile_batch`, so the same index);
+    a new extreme re-bins the window.
     """
     window = typical_window.shape[0]
     if lowest == state[0] and highest == state[1]:
@@ -155,10 +155,19 @@ def volume_profile_step(
         state[1] = highest
         state[2] = scale
     state[3] = position
-    # The histogram in bar order (np.bincount's order), the window high's bin folded into the top bin.
+    # The histogram in bar order (np.bincount's order, as the batch twin adds it).
     histogram = np.zeros(bins + 1)
     for item in range(window):
         histogram[index_ring[position + item]] += volume_window[item]
+    return profile_levels(histogram, lowest, highest, bins, value_area)
+
+
+@njit(cache=True, nogil=True)
+def profile_levels(
+    histogram: np.ndarray, lowest: float, highest: float, bins: int, value_area: float
+) -> tuple[float, float, float]:
+    """(poc, vah, val) of a window's histogram (`bins` + 1 entries: the last holds the bars at the
+    window high, folded here into the top bin; the array is changed). Both twins call it."""
     histogram[bins - 1] = histogram[bins - 1] + histogram[bins]
     total = 0.0
     poc = 0

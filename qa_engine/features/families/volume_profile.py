@@ -1,7 +1,8 @@
 """Rolling volume profile: POC, VAH, VAL of the trailing window, and the close's distance to each.
 
-Batch and streaming both call the kernels in `qa_engine.features.kernels` (see the algorithm
-there); batch in chunks of rows so that the (rows, window) matrices stay small in memory.
+Batch and streaming both call compiled kernels (the algorithm: `qa_engine.features.kernels`): the
+batch twin bins every window afresh over strided views of the columns (no copies), the streaming
+twin keeps each bar's bin until the window's extremes change.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from qa_engine.features.spec import FeatureSpec
 
 OUTPUTS = ("poc", "vah", "val", "poc_distance", "vah_distance", "val_distance")
 LEVELS = ("poc", "vah", "val")
-CHUNK_ROWS = 8_192  # rows per vectorised block: (8192, 96) matrices stay in cache (measured best)
 
 
 def volume_profile_spec(output: str, window_bars: int = 96, bins: int = 24, value_area: float = 0.7):
@@ -72,18 +72,10 @@ def _profile_batch(context: BatchContext, window: int, bins: int, value_area: fl
         # over each (rows, window) slice, at a tenth of the cost on 1M bars).
         lowest = pl.Series(low).rolling_min(window).to_numpy()[window - 1 :]
         highest = pl.Series(high).rolling_max(window).to_numpy()[window - 1 :]
-        for start in range(0, count - window + 1, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, count - window + 1)
-            poc, vah, val = volume_profile_batch(
-                typical_windows[start:stop],
-                volume_windows[start:stop],
-                lowest[start:stop],
-                highest[start:stop],
-                bins,
-                value_area,
-            )
-            rows = slice(start + window - 1, stop + window - 1)
-            levels["poc"][rows], levels["vah"][rows], levels["val"][rows] = poc, vah, val
+        rows = slice(window - 1, count)
+        levels["poc"][rows], levels["vah"][rows], levels["val"][rows] = volume_profile_batch(
+            typical_windows, volume_windows, lowest, highest, bins, value_area
+        )
         return levels
 
     return context.memo(("volume_profile", window, bins, value_area), build)
