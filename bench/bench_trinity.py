@@ -69,6 +69,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 from qa_engine.backtest.runner import run_backtest
 from qa_engine.config.models import BacktestConfig
 from qa_engine.signals import Action
+from qa_engine.signals import subscribe_bus
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_KLINES = ROOT / "data" / "klines" / "binance_futures_BTCUSDT_5m.parquet"
@@ -99,7 +100,7 @@ class DecisionClockActor(Actor):
 
     def on_start(self) -> None:
         self.msgbus.subscribe(topic=f"data.bars.{self.config.bar_type}", handler=self._stamp, priority=1_000)
-        self.subscribe_data(DataType(Action, metadata={"instrument_id": self.config.instrument_id.value}))
+        subscribe_bus(self, DataType(Action, metadata={"instrument_id": self.config.instrument_id.value}))
 
     def _stamp(self, bar) -> None:
         self.arrivals[bar.ts_event] = time.perf_counter()

@@ -36,6 +36,7 @@ from qa_engine.replay.build import build_signals
 from qa_engine.signals import FeatureVector
 from qa_engine.signals import Forecast
 from qa_engine.signals import Regime
+from qa_engine.signals import subscribe_bus
 from tests.pristine import pristine_catalog
 from tests.unit.actors.harness import tiny_guardian_artifact
 from tests.unit.inference.strategist_artifact import tiny_strategist_artifact
@@ -70,10 +71,9 @@ class ReplayProbeStrategy(Strategy):
     def on_start(self) -> None:
         self.instrument = self.cache.instrument(self.config.instrument_id)
         self.subscribe_bars(self.config.bar_type)
+        instrument = self.config.instrument_id.value
         for data_cls in (Forecast, Regime, FeatureVector):
-            self.subscribe_data(
-                DataType(data_cls, metadata={"instrument_id": self.config.instrument_id.value})
-            )
+            subscribe_bus(self, DataType(data_cls, metadata={"instrument_id": instrument}))
 
     def on_bar(self, bar: Bar) -> None:
         self.arrivals.append(("Bar", bar.ts_event))
