@@ -5,6 +5,7 @@ by `qa_engine.replay` and read from the catalog), all on the same bars in one ru
     .venv/bin/python bench/bench_trinity.py                       # everything (long: ~30-60 min here)
     .venv/bin/python bench/bench_trinity.py --only ema,streamed,replayed --days 30       # quick
     .venv/bin/python bench/bench_trinity.py --only scale --scale-bars 20000,100000       # quick scale
+    .venv/bin/python bench/bench_trinity.py --only anatomy --days 31 --repeat 3   # where streamed time goes
 
 Data: ONE YEAR of real Binance USD-M BTCUSDT 5m bars (data/klines/binance_futures_BTCUSDT_5m.parquet,
 bars opening 2025-01-01 .. 2025-12-31, see its PROVENANCE.md), ingested into a temporary catalog with
@@ -24,6 +25,12 @@ What is printed:
   (issue 19; the load average at the end of each run is printed with it);
 - scale: bars/s of the replayed Trinity and of the EMA cross on the first 100k and on 1M bars of the
   same synthetic series, and the ratio; target: throughput at 1M >= 0.8 x that at 100k.
+- anatomy (--only anatomy): the streamed run taken apart, in interleaved rounds of the EMA run, the
+  streamed run, and the streamed run with onnxruntime answered from a cache (each session's first output
+  returned at once: everything but the models' arithmetic), plus each session's calls timed alone in a
+  loop on the inputs the run gave it. It prints what the rest/ORT target leaves room for: the EMA
+  engine's share, the features + model actors + strategy Python, and how much slower the rest runs when
+  the models run between its steps (the two evict each other's caches).
 With --repeat N the real-bar cases run in N interleaved rounds (ema, streamed, replayed, ema, ...) and
 each reports its median run.
 Ratios are against baselines measured in the same run (EMA cross; the same strategy at 100k bars).
@@ -283,9 +290,124 @@ def interleaved_median_runs(
     for _ in range(repeat):
         for name, config in configs.items():
             runs[name].append(timed_run(config, work))
-    return {
-        name: sorted(items, key=lambda run: run.wall_secs)[len(items) // 2] for name, items in runs.items()
+    return {name: median_run(items) for name, items in runs.items()}
+
+
+def median_run(items: list[RunFigures]) -> RunFigures:
+    return sorted(items, key=lambda run: run.wall_secs)[len(items) // 2]
+
+
+class CachedOnnx:
+    """While active, every onnxruntime `InferenceSession.run` returns that session's first output (computed
+    once) and counts the call; the first feed of each session is kept, to time the model alone later."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, tuple[str, list | None, dict, object]] = {}  # id -> (path, names, feed, out)
+        self.calls: dict[int, int] = {}
+        self._original = None
+
+    def __enter__(self) -> CachedOnnx:
+        import onnxruntime as ort
+
+        original = self._original = ort.InferenceSession.run
+        first, calls = self.first, self.calls
+        first.clear()
+        calls.clear()
+
+        def run(session, output_names, input_feed, run_options=None):
+            key = id(session)
+            if key not in first:
+                feed = {name: np.array(value, copy=True) for name, value in input_feed.items()}
+                output = original(session, output_names, input_feed, run_options)
+                first[key] = (session._model_path, output_names, feed, output)
+            calls[key] = calls.get(key, 0) + 1
+            return first[key][3]
+
+        ort.InferenceSession.run = run
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import onnxruntime as ort
+
+        ort.InferenceSession.run = self._original
+
+    def alone_secs(self, rounds: int = 3) -> float:
+        """Seconds the run's calls take with each model alone: per session, its first feed run in a loop
+        (after a warm-up), the median of `rounds` loops' per-call time x the calls the run made."""
+        from qa_engine.inference.artifact import cpu_session
+
+        total = 0.0
+        for key, (path, names, feed, _) in self.first.items():
+            session = cpu_session(Path(path))
+            for _ in range(20):
+                session.run(names, feed)
+            loop = max(50, min(self.calls[key], 2000))
+            per_call = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for _ in range(loop):
+                    session.run(names, feed)
+                per_call.append((time.perf_counter() - started) / loop)
+            total += statistics.median(per_call) * self.calls[key]
+        return total
+
+
+def anatomy_runs(
+    ema_config: BacktestConfig, streamed_config: BacktestConfig, repeat: int, work: Path
+) -> tuple[dict[str, RunFigures], CachedOnnx]:
+    """`repeat` rounds of EMA, streamed, streamed with cached onnxruntime; per case the median run."""
+    cached = CachedOnnx()
+    runs: dict[str, list[RunFigures]] = {"ema": [], "streamed": [], "cached": []}
+    for _ in range(repeat):
+        runs["ema"].append(timed_run(ema_config, work))
+        runs["streamed"].append(timed_run(streamed_config, work))
+        with cached:
+            runs["cached"].append(timed_run(streamed_config, work))
+    return {name: median_run(items) for name, items in runs.items()}, cached
+
+
+def print_anatomy(runs: dict[str, RunFigures], cached: CachedOnnx, report: dict) -> None:
+    ema_secs, streamed, cached_run = runs["ema"].wall_secs, runs["streamed"], runs["cached"]
+    onnx, rest = streamed.onnx_secs, streamed.wall_secs - streamed.onnx_secs
+    python = cached_run.wall_secs - ema_secs
+    interference = rest - cached_run.wall_secs
+    alone = cached.alone_secs()
+    figures = {
+        "ema_secs": ema_secs,
+        "streamed_secs": streamed.wall_secs,
+        "onnx_in_run_secs": onnx,
+        "rest_secs": rest,
+        "cached_onnx_secs": cached_run.wall_secs,
+        "actors_python_secs": python,
+        "interference_secs": interference,
+        "onnx_alone_secs": alone,
+        "floor_ratio_no_interference": (cached_run.wall_secs + alone) / alone,
+        "load_average": streamed.load_average,
     }
+    report["anatomy"] = figures
+    bars = streamed.bars
+    per_bar = lambda secs: f"{secs / bars * 1e6:5.0f} us/bar"  # noqa: E731
+    print(f"anatomy of the streamed run ({bars:,} bars; medians; load {streamed.load_average:.1f}):")
+    print(f"  EMA cross (Nautilus engine, recorder, same bars)      {ema_secs:5.2f} s {per_bar(ema_secs)}")
+    print(
+        f"  streamed, onnxruntime answered from a cache           {cached_run.wall_secs:5.2f} s "
+        f"{per_bar(cached_run.wall_secs)} (features, model actors, Trinity and their messages: "
+        f"+{python:.2f} s over EMA; orders {cached_run.orders})"
+    )
+    print(
+        f"  streamed                                              {streamed.wall_secs:5.2f} s "
+        f"{per_bar(streamed.wall_secs)} = ORT {onnx:.2f} s + rest {rest:.2f} s (orders {streamed.orders})"
+    )
+    print(
+        f"  the rest runs {interference:.2f} s slower when the models run between its steps; ORT takes "
+        f"{onnx:.2f} s in the run, {alone:.2f} s alone (the same calls in a loop)"
+    )
+    print(
+        f"  rest/ORT {rest / onnx:.2f} (target <= 0.50); the EMA engine alone is "
+        f"{ema_secs / onnx:.2f} x ORT; with no interference at all (cached run + ORT alone)"
+        f" wall/ORT would be "
+        f"{figures['floor_ratio_no_interference']:.2f}"
+    )
 
 
 def trinity(args: argparse.Namespace, artifacts: Artifacts) -> dict:
@@ -423,7 +545,13 @@ def real_year_parts(args: argparse.Namespace, artifacts: Artifacts, work: Path, 
         configs["replayed"] = backtest_config(
             catalog, start, end, trinity(args, artifacts), [clock()], signals
         )
-    runs = interleaved_median_runs(configs, args.repeat, work)
+    if "anatomy" in args.only:
+        ema_config = configs.get("ema") or backtest_config(catalog, start, end, ema(), [], [])
+        streamed_config = configs.get("streamed") or backtest_config(
+            catalog, start, end, trinity(args, artifacts), streamed_actors(artifacts), []
+        )
+        print_anatomy(*anatomy_runs(ema_config, streamed_config, args.repeat, work), report)
+    runs = interleaved_median_runs(configs, args.repeat, work) if configs else {}
     if "ema" in runs:
         run = runs["ema"]
         report["ema"] = {"bars": run.bars, "secs": run.wall_secs, "bars_per_sec": run.bars_per_sec}
@@ -560,7 +688,7 @@ def main() -> None:
             "strategist": str(artifacts.strategist),
             "notes": artifacts.notes,
         }
-        if args.only & {"ema", "streamed", "replayed"}:
+        if args.only & {"ema", "streamed", "replayed", "anatomy"}:
             real_year_parts(args, artifacts, work, report)
         if "scale" in args.only:
             scale_part(args, artifacts, work, report)
@@ -570,7 +698,8 @@ def main() -> None:
     report["load_average_end"] = os.getloadavg()
     report["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     report["total_secs"] = time.perf_counter() - started
-    print_table(report)
+    if report.keys() & {"ema", "streamed", "replayed", "scale"}:
+        print_table(report)
     print(
         f"load average at start {report['load_average_start']}, at end {report['load_average_end']}; "
         f"total {report['total_secs'] / 60:.1f} min; peak RSS {report['peak_rss_gib']:.1f} GiB"
