@@ -169,7 +169,7 @@ class StreamContext:
 
     Helpers return the NAME of the variable that holds a value after the lines emitted so far. The
     generated function is compiled with numba (`nopython` mode), so the lines are the Python subset
-    numba compiles: scalars, numpy arrays and the routines of `qa_engine.features.stream_kernels`.
+    numba compiles: scalars, numpy arrays and the routines of `qa_engine.features.compiled_kernels`.
     Its state lives in four flat arrays the engine owns (float and int scalars, float and int
     buffers): a scalar state is loaded into a local at the start and stored back at the end, a
     buffer is a view of its slice.
@@ -273,10 +273,10 @@ class StreamContext:
             "import numpy as np",
             "from numba import njit",
             "",
-            "from qa_engine.features.stream_kernels import dot",
-            "from qa_engine.features.stream_kernels import fsum",
-            "from qa_engine.features.stream_kernels import volume_profile_step",
-            "from qa_engine.features.stream_kernels import wavelet_denoise_last",
+            "from qa_engine.features.compiled_kernels import dot",
+            "from qa_engine.features.compiled_kernels import fsum",
+            "from qa_engine.features.compiled_kernels import volume_profile_step",
+            "from qa_engine.features.compiled_kernels import wavelet_denoise_last",
             "",
             "nan = math.nan",
             "sqrt = math.sqrt",

@@ -1,12 +1,12 @@
 """Numeric routines that neither polars nor a library provides: batch forms, and what both twins share.
 
-The streaming twin runs the per-bar forms of the same routines, compiled (`stream_kernels`); the
+The streaming twin runs the per-bar forms of the same routines, compiled (`compiled_kernels`); the
 weights and matrices below are computed once and used by both, so both compute the same numbers:
 - fractional-differencing weights (no library ships fixed-width FFD weights);
 - a causal wavelet denoiser written as matrices derived from pywavelets (pywt only denoises a whole
   signal; calling it once per bar costs ~30 us, the matrix form ~5 us and vectorises over bars);
-- a rolling volume profile (no library computes POC / value area over a trailing window), its batch
-  form compiled with numba like the streaming one (a loop over windows beats numpy's index matrices).
+- a rolling volume profile (no library computes POC / value area over a trailing window): the rules
+  are below, both forms are compiled (`compiled_kernels`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
 
 from qa_engine.errors import ConfigError
-from qa_engine.features.stream_kernels import profile_levels
 
 # Largest FFD window accepted: beyond it the warm-up eats most of a training range.
 MAX_FFD_WIDTH_BARS = 20_000
@@ -132,7 +130,7 @@ def wavelet_denoise_last_reference(window: np.ndarray, wavelet: str, level: int,
 
 def wavelet_denoise_last_batch(windows: np.ndarray, operator: WaveletOperator) -> np.ndarray:
     """Denoised last sample of each row of `windows` (m, W): the vectorised twin of
-    `stream_kernels.wavelet_denoise_last`.
+    `compiled_kernels.wavelet_denoise_last`.
 
     soft(c, t) = c - clip(c, -t, t), so the value is shift + s.c - s_detail.clip(c, -t, t): three
     products instead of a masked sign/max chain (fewer numpy calls per bar in the streaming twin).
@@ -155,37 +153,6 @@ def wavelet_denoise_last_batch(windows: np.ndarray, operator: WaveletOperator) -
 # POC = centre of the fullest bin (lowest on ties). Value area: start at the POC bin and add the
 # fuller neighbour (the upper one on ties) until it holds `value_area` of the window volume
 # (the Market Profile convention); VAH / VAL = upper / lower edge of the value area.
+# Both forms are loops, compiled: `compiled_kernels.volume_profile_batch` (every window binned afresh)
+# and `compiled_kernels.volume_profile_step` (per bar, bins kept between new window extremes).
 # ---------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, nogil=True)
-def volume_profile_batch(
-    typical_windows: np.ndarray,
-    volume_windows: np.ndarray,
-    lowest: np.ndarray,
-    highest: np.ndarray,
-    bins: int,
-    value_area: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(poc, vah, val) for each row of (m, W) windows (strided views are fine), compiled with numba.
-
-    Each row is binned afresh (`stream_kernels.volume_profile_step` keeps the bins between new window
-    extremes instead; the tests hold the two to the same bits): bin = int((typical - lowest) * bins /
-    span), the window high's bin folded into the top one, volumes added in bar order (np.bincount's
-    order); the levels are `stream_kernels.profile_levels`, shared by both twins. A numpy form of this
-    (one bincount over (m, W) index matrices) took 1.0-1.2 s on 1M bars; this loop 0.18 s.
-    """
-    rows, window = typical_windows.shape
-    poc = np.empty(rows)
-    vah = np.empty(rows)
-    val = np.empty(rows)
-    histogram = np.empty(bins + 1)
-    for row in range(rows):
-        low = lowest[row]
-        span = highest[row] - low
-        scale = bins / span if span > 0.0 else 0.0
-        histogram[:] = 0.0
-        for item in range(window):
-            histogram[int((typical_windows[row, item] - low) * scale)] += volume_windows[row, item]
-        poc[row], vah[row], val[row] = profile_levels(histogram, low, highest[row], bins, value_area)
-    return poc, vah, val

@@ -11,7 +11,7 @@ Intermediates are shared by key: the EMA-26 behind MACD and behind the `ema_26` 
 Every step is O(1) or O(window): window sums are running sums refreshed exactly every REFRESH_BARS
 bars (a correctly rounded fsum), EMAs use the exact recursion of polars' ewm_mean(adjust=False),
 windowed numerics (FFD, wavelet, volume profile, OBV slope) run the per-bar forms of the batch
-twin's kernels on a contiguous view of a double-length ring buffer (`stream_kernels`).
+twin's kernels on a contiguous view of a double-length ring buffer (`compiled_kernels`).
 
 The generated module is written to the engine cache (`QA_CACHE_DIR`, default ~/.cache/quantum-alpha;
 a file per distinct source, named by its hash) so that numba keeps the machine code next to it: the
@@ -51,10 +51,10 @@ def kernels_stamp() -> str:
     and that code contains the stream kernels it calls, so the file must change when they do."""
     import numba
 
-    from qa_engine.features import stream_kernels
+    from qa_engine.features import compiled_kernels
 
-    digest = hashlib.sha256(Path(stream_kernels.__file__).read_bytes()).hexdigest()[:16]
-    return f"# stream_kernels.py {digest}, numba {numba.__version__}\n"
+    digest = hashlib.sha256(Path(compiled_kernels.__file__).read_bytes()).hexdigest()[:16]
+    return f"# compiled_kernels.py {digest}, numba {numba.__version__}\n"
 
 
 def engine_cache_dir() -> Path:

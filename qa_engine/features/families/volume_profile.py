@@ -24,7 +24,6 @@ from qa_engine.features.families.common import FeatureKind
 from qa_engine.features.families.common import choice
 from qa_engine.features.families.common import make_spec
 from qa_engine.features.families.common import positive_int
-from qa_engine.features.kernels import volume_profile_batch
 from qa_engine.features.spec import FeatureSpec
 
 OUTPUTS = ("poc", "vah", "val", "poc_distance", "vah_distance", "val_distance")
@@ -60,6 +59,8 @@ def _parameters(spec: FeatureSpec) -> tuple[int, int, float, str]:
 
 def _profile_batch(context: BatchContext, window: int, bins: int, value_area: float) -> dict[str, np.ndarray]:
     def build() -> dict[str, np.ndarray]:
+        from qa_engine.features.compiled_kernels import volume_profile_batch  # numba: imported when used
+
         high, low, close, volume = (context.array(c) for c in ("high", "low", "close", "volume"))
         typical = (high + low + close) * ONE_THIRD
         count = len(close)
@@ -99,7 +100,7 @@ def _profile_stream(
         volume_view = context.window_array(VOLUME, "volume", window)
         lowest = context.rolling_min(LOW, "low", window)
         highest = context.rolling_max(HIGH, "high", window)
-        # stream_kernels.volume_profile_step's state: each bar's bin (a double-length ring) and
+        # compiled_kernels.volume_profile_step's state: each bar's bin (a double-length ring) and
         # [window lowest, window highest, bins / span, ring position].
         bin_ring = context.state_array("profile_bins", [0] * (2 * window), integer=True)
         profile = context.state_array("profile_state", [NAN, NAN, 0.0, 0.0])

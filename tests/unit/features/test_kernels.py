@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qa_engine.errors import ConfigError
-from qa_engine.features.kernels import volume_profile_batch
+from qa_engine.features.compiled_kernels import fsum
+from qa_engine.features.compiled_kernels import volume_profile_batch
+from qa_engine.features.compiled_kernels import volume_profile_step
+from qa_engine.features.compiled_kernels import wavelet_denoise_last
 from qa_engine.features.kernels import wavelet_denoise_last_batch
 from qa_engine.features.kernels import wavelet_denoise_last_reference
 from qa_engine.features.kernels import wavelet_operator
-from qa_engine.features.stream_kernels import fsum
-from qa_engine.features.stream_kernels import volume_profile_step
-from qa_engine.features.stream_kernels import wavelet_denoise_last
 from tests.unit.features.conftest import real_bars
 
 
