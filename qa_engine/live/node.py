@@ -340,6 +340,9 @@ def run_live_node(plan: LivePlan) -> dict[str, Any]:
     finally:
         summary = _summary(node, plan, time.monotonic() - started)
         (plan.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        # End the tasks still pending (the actor executor's worker) before dispose() closes the loop;
+        # left pending, their coroutines are finalised later on a closed loop ("Event loop is closed").
+        node.kernel.cancel_all_tasks()
         node.dispose()
     return summary
 

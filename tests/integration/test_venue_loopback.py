@@ -120,6 +120,7 @@ def test_venue_loopback_node_round_trip_fills_at_the_signal_bar_closes() -> None
                 if type(fill).__name__ == "OrderFilled"
             ]
         finally:
+            node.kernel.cancel_all_tasks()  # as run_live_node does: the actor executor's worker task
             node.dispose()
             loop.close()
         state = venue.state()
