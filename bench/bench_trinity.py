@@ -57,6 +57,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -282,19 +283,20 @@ def timed_run(config: BacktestConfig, work: Path) -> RunFigures:
 
 
 def interleaved_median_runs(
-    configs: dict[str, BacktestConfig], repeat: int, work: Path
+    configs: dict[str, BacktestConfig], repeat: int, work: Path, contexts: dict | None = None
 ) -> dict[str, RunFigures]:
     """`repeat` rounds of one run per case (ema, streamed, replayed, ...), so that the load of a shared
-    machine drifts over every case alike; per case, the run of median wall time."""
+    machine drifts over every case alike; per case, the run of median wall time. A case named in
+    `contexts` runs inside that context manager (the anatomy's cached onnxruntime)."""
+    contexts = contexts or {}
     runs: dict[str, list[RunFigures]] = {name: [] for name in configs}
     for _ in range(repeat):
         for name, config in configs.items():
-            runs[name].append(timed_run(config, work))
-    return {name: median_run(items) for name, items in runs.items()}
-
-
-def median_run(items: list[RunFigures]) -> RunFigures:
-    return sorted(items, key=lambda run: run.wall_secs)[len(items) // 2]
+            with contexts.get(name) or nullcontext():
+                runs[name].append(timed_run(config, work))
+    return {
+        name: sorted(items, key=lambda run: run.wall_secs)[len(items) // 2] for name, items in runs.items()
+    }
 
 
 class CachedOnnx:
@@ -352,21 +354,9 @@ class CachedOnnx:
         return total
 
 
-def anatomy_runs(
-    ema_config: BacktestConfig, streamed_config: BacktestConfig, repeat: int, work: Path
-) -> tuple[dict[str, RunFigures], CachedOnnx]:
-    """`repeat` rounds of EMA, streamed, streamed with cached onnxruntime; per case the median run."""
-    cached = CachedOnnx()
-    runs: dict[str, list[RunFigures]] = {"ema": [], "streamed": [], "cached": []}
-    for _ in range(repeat):
-        runs["ema"].append(timed_run(ema_config, work))
-        runs["streamed"].append(timed_run(streamed_config, work))
-        with cached:
-            runs["cached"].append(timed_run(streamed_config, work))
-    return {name: median_run(items) for name, items in runs.items()}, cached
-
-
 def print_anatomy(runs: dict[str, RunFigures], cached: CachedOnnx, report: dict) -> None:
+    """The streamed run taken apart from the rounds of `ema`, `streamed` and `cached` (the streamed run
+    with onnxruntime answered by `cached`), with each session then timed alone."""
     ema_secs, streamed, cached_run = runs["ema"].wall_secs, runs["streamed"], runs["cached"]
     onnx, rest = streamed.onnx_secs, streamed.wall_secs - streamed.onnx_secs
     python = cached_run.wall_secs - ema_secs
@@ -386,7 +376,10 @@ def print_anatomy(runs: dict[str, RunFigures], cached: CachedOnnx, report: dict)
     }
     report["anatomy"] = figures
     bars = streamed.bars
-    per_bar = lambda secs: f"{secs / bars * 1e6:5.0f} us/bar"  # noqa: E731
+
+    def per_bar(secs: float) -> str:
+        return f"{secs / bars * 1e6:5.0f} us/bar"
+
     print(f"anatomy of the streamed run ({bars:,} bars; medians; load {streamed.load_average:.1f}):")
     print(f"  EMA cross (Nautilus engine, recorder, same bars)      {ema_secs:5.2f} s {per_bar(ema_secs)}")
     print(
@@ -545,13 +538,17 @@ def real_year_parts(args: argparse.Namespace, artifacts: Artifacts, work: Path, 
         configs["replayed"] = backtest_config(
             catalog, start, end, trinity(args, artifacts), [clock()], signals
         )
-    if "anatomy" in args.only:
-        ema_config = configs.get("ema") or backtest_config(catalog, start, end, ema(), [], [])
-        streamed_config = configs.get("streamed") or backtest_config(
-            catalog, start, end, trinity(args, artifacts), streamed_actors(artifacts), []
+    cached = CachedOnnx()
+    if "anatomy" in args.only:  # its EMA and streamed runs are the table's too: no case runs twice
+        configs.setdefault("ema", backtest_config(catalog, start, end, ema(), [], []))
+        configs.setdefault(
+            "streamed",
+            backtest_config(catalog, start, end, trinity(args, artifacts), streamed_actors(artifacts), []),
         )
-        print_anatomy(*anatomy_runs(ema_config, streamed_config, args.repeat, work), report)
-    runs = interleaved_median_runs(configs, args.repeat, work) if configs else {}
+        configs["cached"] = configs["streamed"]
+    runs = interleaved_median_runs(configs, args.repeat, work, contexts={"cached": cached})
+    if "anatomy" in args.only:
+        print_anatomy(runs, cached, report)
     if "ema" in runs:
         run = runs["ema"]
         report["ema"] = {"bars": run.bars, "secs": run.wall_secs, "bars_per_sec": run.bars_per_sec}

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = "qa_engine.features"
@@ -79,9 +81,6 @@ def test_families_import_only_contexts_of_the_twins() -> None:
 def test_importing_the_feature_library_does_not_import_numba() -> None:
     """numba (~0.2 s to import) loads when a compiled routine is first needed (a streaming engine, the
     batch volume profile), not for every CLI command or config check that touches the registry."""
-    import subprocess
-    import sys
-
     code = "import sys, qa_engine.features.sets, qa_engine.features.batch; print('numba' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, timeout=120
